@@ -1,0 +1,1 @@
+"""Simulation harnesses and backends for the accelerator's RTL."""
