@@ -1,6 +1,6 @@
-"""Run a single-tile GEMM on the bare :class:`~systolic.array.SystolicArray` under pysim."""
+"""Run GEMM tiles on the bare :class:`~systolic.array.SystolicArray` under Amaranth's simulator."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -9,17 +9,19 @@ from systolic.params import signed_range
 
 from .streams import CycleCounter, simulate, stream_get, stream_put
 
-__all__ = ["ArrayRun", "check_gemm_operands", "run_array_gemm"]
+__all__ = ["ArrayRun", "check_gemm_operands", "run_array_tiles", "run_array_gemm"]
 
 
 @dataclass
 class ArrayRun:
-    """Result of one run: the product, and cycles from the first weight row to the last result."""
+    """Results of a run, with the cycle of every transfer (0 = first cycle)."""
     result: np.ndarray
     cycles: int
     macs: int
     rows: int
     cols: int
+    act_cycles: list = field(default_factory=list)
+    psum_cycles: list = field(default_factory=list)
 
     @property
     def utilization(self):
@@ -29,10 +31,12 @@ class ArrayRun:
 def check_operand(name, values, bits):
     lo, hi = signed_range(bits)
     if values.size and (values.min() < lo or values.max() > hi):
-        raise ValueError(f"{name} has values outside the signed {bits}-bit range [{lo}, {hi}]")
+        raise ValueError(f"{name} has values outside the signed {bits}-bit range [{lo}, {hi}]: "
+                         f"min {values.min()}, max {values.max()}")
 
 
 def check_gemm_operands(a, w, *, rows, cols, weight_bits, act_bits):
+    """Validate one tile ``a (M x K) @ w (K x N)``; return both as int64."""
     a, w = np.asarray(a), np.asarray(w)
     if a.ndim != 2 or w.ndim != 2 or a.shape[1] != w.shape[0]:
         raise ValueError(f"cannot multiply shapes {a.shape} and {w.shape}")
@@ -45,40 +49,65 @@ def check_gemm_operands(a, w, *, rows, cols, weight_bits, act_bits):
     return a.astype(np.int64), w.astype(np.int64)
 
 
+def _pad(matrix, shape):
+    padded = np.zeros(shape, np.int64)
+    padded[:matrix.shape[0], :matrix.shape[1]] = matrix
+    return padded
+
+
+def run_array_tiles(tiles, *, rows, cols, weight_bits=8, act_bits=8, acc_bits=None,
+                    flatten=True, stalls=None):
+    """Stream a sequence of ``(a, w)`` tiles back to back through one array.
+
+    Weight tiles are offered as early as the array takes them, so tile ``k + 1``
+    loads while tile ``k`` computes. ``stalls`` optionally maps ``"weights"``,
+    ``"act"``, ``"psum"`` to :class:`~sim.streams.StallPattern` objects. Returns an
+    :class:`ArrayRun` whose ``result`` stacks the tiles' products (padded to ``cols``).
+    """
+    stalls = stalls or {}
+    checked = [check_gemm_operands(a, w, rows=rows, cols=cols, weight_bits=weight_bits,
+                                   act_bits=act_bits) for a, w in tiles]
+    total = sum(a.shape[0] for a, _ in checked)
+    dut = SystolicArray(rows=rows, cols=cols, weight_bits=weight_bits, act_bits=act_bits,
+                        acc_bits=acc_bits, flatten=flatten)
+    clock = CycleCounter()
+    run = ArrayRun(result=None, cycles=0, rows=rows, cols=cols,
+                   macs=sum(a.shape[0] * a.shape[1] * w.shape[1] for a, w in checked))
+    results = []
+
+    async def weight_producer(ctx):
+        for _, w in checked:
+            for row in _pad(w, (rows, cols)):
+                await stream_put(ctx, dut.weights, [int(v) for v in row], stalls.get("weights"))
+
+    async def act_producer(ctx):
+        for a, _ in checked:
+            for i, vector in enumerate(_pad(a, (a.shape[0], rows))):
+                payload = {"data": [int(v) for v in vector], "first": i == 0}
+                await stream_put(ctx, dut.act, payload, stalls.get("act"))
+                run.act_cycles.append(clock.now)
+
+    async def consumer(ctx):
+        for _ in range(total):
+            payload = await stream_get(ctx, dut.psum, stalls.get("psum"))
+            run.psum_cycles.append(clock.now)
+            results.append([payload[c] for c in range(cols)])
+        run.cycles = clock.now
+
+    deadline = 20 * (total + len(checked) * (rows + cols)) + 200
+    simulate(dut, weight_producer, act_producer, consumer, background=[clock.run],
+             vcd_name="array", deadline=deadline)
+    run.result = np.array(results, np.int64).reshape(total, cols)
+    return run
+
+
 def run_array_gemm(a, w, *, rows, cols, weight_bits=8, act_bits=8, acc_bits=None, flatten=True):
     """Compute ``a @ w`` (``a``: M x K, ``w``: K x N, K <= rows, N <= cols) on the RTL.
 
-    Weights and activations stream in with no stalls; the cycle count runs from the
-    cycle the first weight row is offered to the cycle the last result is taken.
+    The cycle count runs from the first cycle (first weight row offered) to the
+    cycle the last result is taken, with no stalls.
     """
-    a, w = check_gemm_operands(a, w, rows=rows, cols=cols,
-                               weight_bits=weight_bits, act_bits=act_bits)
-    m, k = a.shape
-    n = w.shape[1]
-    padded_w = np.zeros((rows, cols), np.int64)
-    padded_w[:k, :n] = w
-    padded_a = np.zeros((m, rows), np.int64)
-    padded_a[:, :k] = a
-    dut = SystolicArray(rows=rows, cols=cols, weight_bits=weight_bits, act_bits=act_bits,
-                        acc_bits=acc_bits, flatten=flatten)
-    results = []
-    clock = CycleCounter()
-    finish = {}
-
-    async def producer(ctx):
-        for r in range(rows):
-            await stream_put(ctx, dut.weights, [int(v) for v in padded_w[r]])
-        for i in range(m):
-            await stream_put(ctx, dut.act, {"data": [int(v) for v in padded_a[i]], "first": i == 0})
-
-    async def consumer(ctx):
-        for _ in range(m):
-            payload = await stream_get(ctx, dut.psum)
-            results.append([payload[c] for c in range(cols)])
-        finish["cycles"] = clock.now
-
-    simulate(dut, producer, consumer, background=[clock.run], vcd_name="array_gemm",
-             deadline=10 * (m + rows + cols) + 100)
-    result = np.array(results, np.int64).reshape(m, cols)[:, :n]
-    return ArrayRun(result=result, cycles=finish.get("cycles", 0), macs=m * k * n,
-                    rows=rows, cols=cols)
+    run = run_array_tiles([(a, w)], rows=rows, cols=cols, weight_bits=weight_bits,
+                          act_bits=act_bits, acc_bits=acc_bits, flatten=flatten)
+    run.result = run.result[:, :np.asarray(w).shape[1]]
+    return run

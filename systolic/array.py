@@ -5,7 +5,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import check_int, check_operand_bits, sum_of_products_bits
-from .pe import ProcessingElement, pe_logic
+from .pe import ProcessingElement, check_multiplier, pe_logic
 
 __all__ = ["SystolicArray", "activation_layout"]
 
@@ -65,6 +65,14 @@ class SystolicArray(wiring.Component):
     flatten : bool
         Describe the PE grid inline instead of as ``rows * cols`` submodules (same
         hardware; Amaranth's simulator runs the flat form about 2.6x faster).
+    multiplier : str
+        Multiplier of the PEs: ``"generic"`` (default, DSP-friendly ``*``), ``"ecp5"``
+        (instantiated MULT18X18D using its own registers; synthesis only) or ``"lut"``
+        (Booth multiplier in logic). See :class:`~systolic.pe.ProcessingElement`.
+    lut_multiplier_rows : int
+        The last ``lut_multiplier_rows`` rows of PEs use ``"lut"`` multipliers whatever
+        ``multiplier`` says, so that an array larger than the device's DSP count fits
+        (a 16x16 array on a 156-DSP ECP5-85 with 7 such rows). Timing is unchanged.
 
     Members
     -------
@@ -74,7 +82,8 @@ class SystolicArray(wiring.Component):
     """
 
     def __init__(self, *, rows, cols, weight_bits=8, act_bits=8, acc_bits=None,
-                 output_buffer=True, flatten=True):
+                 output_buffer=True, flatten=True, multiplier="generic",
+                 lut_multiplier_rows=0):
         self.rows = check_int("rows", rows, minimum=1, maximum=256)
         self.cols = check_int("cols", cols, minimum=1, maximum=256)
         self.weight_bits = check_operand_bits("weight_bits", weight_bits)
@@ -89,6 +98,9 @@ class SystolicArray(wiring.Component):
                 f"{weight_bits}-bit weights and {act_bits}-bit activations; "
                 f"need at least {self.min_acc_bits}")
         self.acc_bits = acc_bits
+        self.multiplier = check_multiplier(multiplier)
+        self.lut_multiplier_rows = check_int("lut_multiplier_rows", lut_multiplier_rows,
+                                             minimum=0, maximum=rows)
         self.output_buffer = bool(output_buffer)
         self.flatten = bool(flatten)
         self.drain_cycles = max(cols - 2, 0)
@@ -191,6 +203,10 @@ class SystolicArray(wiring.Component):
                 psum_above[c] = ports["psum_out"]
         return psum_above
 
+    def pe_multiplier(self, row):
+        """The multiplier kind of the PEs in ``row``."""
+        return "lut" if row >= self.rows - self.lut_multiplier_rows else self.multiplier
+
     def _pe(self, m, r, c):
         widths = {"act_in": signed(self.act_bits), "sel_in": 1, "psum_in": signed(self.acc_bits),
                   "w_data": signed(self.weight_bits), "w_we": 1, "w_bank": 1,
@@ -198,12 +214,12 @@ class SystolicArray(wiring.Component):
                   "psum_out": signed(self.acc_bits)}
         if not self.flatten:
             pe = ProcessingElement(weight_bits=self.weight_bits, act_bits=self.act_bits,
-                                   acc_bits=self.acc_bits)
+                                   acc_bits=self.acc_bits, multiplier=self.pe_multiplier(r))
             m.submodules[f"pe_{r}_{c}"] = pe
             return {name: getattr(pe, name) for name in widths}
         ports = {name: Signal(shape, name=f"pe_{r}_{c}_{name}") for name, shape in widths.items()}
         pe_logic(m, **ports, weight_bits=self.weight_bits, act_bits=self.act_bits,
-                 prefix=f"pe_{r}_{c}_")
+                 multiplier=self.pe_multiplier(r), prefix=f"pe_{r}_{c}_")
         return ports
 
     def _output_path(self, m):

@@ -1,24 +1,88 @@
 """One processing element of the weight-stationary array."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import ClockSignal, Instance, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import check_operand_bits, check_int, product_range, signed_bits_for
 
-__all__ = ["ProcessingElement", "pe_logic"]
+__all__ = ["MULTIPLIERS", "ProcessingElement", "pe_logic", "booth_partial_products",
+           "check_multiplier"]
+
+#: How a PE multiplies; see :class:`ProcessingElement`.
+MULTIPLIERS = ("generic", "ecp5", "lut")
+
+# Width of the MULT18X18D operands and product.
+_ECP5_OPERAND_BITS = 18
+_ECP5_PRODUCT_BITS = 36
+
+
+def check_multiplier(multiplier):
+    """Return ``multiplier`` if it names a PE multiplier, else raise ``ValueError``."""
+    if multiplier not in MULTIPLIERS:
+        raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, "
+                         f"not {multiplier!r}")
+    return multiplier
+
+
+def booth_partial_products(multiplicand, multiplier_value, multiplier_bits):
+    """Radix-4 Booth partial products of ``multiplicand * multiplier_value``.
+
+    Returns ``ceil(multiplier_bits / 2)`` signed values ``pp[i]`` of
+    ``len(multiplicand) + 2`` bits with ``sum(pp[i] << 2 * i)`` equal to the product.
+    Each digit of the (sign-extended) ``multiplier_value`` is in ``{-2, -1, 0, 1, 2}``,
+    so a partial product is a choice among ``0``, ``+-m`` and ``+-2m``: no adder
+    but the negation, half as many terms as shift-and-add.
+    """
+    bits = [multiplier_value[min(i, multiplier_bits - 1)] for i in range(multiplier_bits + 2)]
+    products = []
+    for digit in range((multiplier_bits + 1) // 2):
+        high = bits[2 * digit + 1]
+        mid = bits[2 * digit]
+        low = bits[2 * digit - 1] if digit else 0
+        one = mid ^ low
+        two = (high & ~mid & ~low) | (~high & mid & low)
+        magnitude = Mux(two, multiplicand << 1, Mux(one, multiplicand, 0))
+        products.append(Mux(high, -magnitude, magnitude))
+    return products
+
+
+def _ecp5_multiplier(m, a, b, product, prefix):
+    """A MULT18X18D with input and output registers: ``product`` = ``a * b`` two cycles later.
+
+    Yosys infers MULT18X18D for ``*`` but keeps the registers in the fabric, where the
+    routing into and out of the DSP is the array's critical path; the primitive's own
+    registers remove it.
+    """
+    a18 = Signal(signed(_ECP5_OPERAND_BITS), name=f"{prefix}dsp_a")
+    b18 = Signal(signed(_ECP5_OPERAND_BITS), name=f"{prefix}dsp_b")
+    p36 = Signal(_ECP5_PRODUCT_BITS, name=f"{prefix}dsp_p")
+    m.d.comb += [a18.eq(a), b18.eq(b), product.eq(p36[:len(product)])]
+    ports = {f"i_{name}{i}": value[i]
+             for name, value in (("A", a18), ("B", b18)) for i in range(_ECP5_OPERAND_BITS)}
+    ports.update({f"o_P{i}": p36[i] for i in range(_ECP5_PRODUCT_BITS)})
+    m.submodules[f"{prefix}dsp"] = Instance(
+        "MULT18X18D",
+        p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
+        p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
+        p_REG_PIPELINE_CLK="NONE", p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0",
+        p_REG_OUTPUT_RST="RST0", p_GSR="DISABLED", p_RESETMODE="SYNC",
+        i_CLK0=ClockSignal(), i_CE0=1, i_RST0=ResetSignal(),
+        i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0, **ports)
 
 
 def pe_logic(m, *, act_in, sel_in, psum_in, w_data, w_we, w_bank,
-             act_out, sel_out, psum_out, weight_bits, act_bits, prefix=""):
+             act_out, sel_out, psum_out, weight_bits, act_bits, multiplier="generic",
+             prefix=""):
     """Add one PE's registers and arithmetic to module ``m``.
 
     Shared by :class:`ProcessingElement` and by the flattened array, so that both
     describe exactly the same hardware.
     """
+    check_multiplier(multiplier)
     p_min, p_max = product_range(weight_bits, act_bits)
     weight_bank = [Signal(signed(weight_bits), name=f"{prefix}w{bank}") for bank in range(2)]
-    weight_selected = Signal(signed(weight_bits), name=f"{prefix}w_sel")
+    weight_in = Mux(sel_in, weight_bank[1], weight_bank[0])
     product = Signal(signed(signed_bits_for(p_min, p_max)), name=f"{prefix}product")
     for bank, register in enumerate(weight_bank):
         with m.If(w_we & (w_bank == bank)):
@@ -26,10 +90,25 @@ def pe_logic(m, *, act_in, sel_in, psum_in, w_data, w_we, w_bank,
     m.d.sync += [
         act_out.eq(act_in),
         sel_out.eq(sel_in),
-        weight_selected.eq(Mux(sel_in, weight_bank[1], weight_bank[0])),
-        product.eq(act_out * weight_selected),
         psum_out.eq(psum_in + product),
     ]
+    # Every variant registers its operands at cycle t and the product at t + 1.
+    if multiplier == "generic":
+        weight_selected = Signal(signed(weight_bits), name=f"{prefix}w_sel")
+        m.d.sync += [
+            weight_selected.eq(weight_in),
+            product.eq(act_out * weight_selected),
+        ]
+    elif multiplier == "ecp5":
+        _ecp5_multiplier(m, act_in, weight_in, product, prefix)
+    else:
+        # The first stage selects (and negates) the partial products, the second sums
+        # them: no stage holds a whole multiplier, so the LUT variant keeps up.
+        terms = booth_partial_products(weight_in, act_in, act_bits)
+        registers = [Signal(signed(weight_bits + 2), name=f"{prefix}pp{i}")
+                     for i in range(len(terms))]
+        m.d.sync += [register.eq(term) for register, term in zip(registers, terms)]
+        m.d.sync += product.eq(sum(register << (2 * i) for i, register in enumerate(registers)))
 
 
 class ProcessingElement(wiring.Component):
@@ -44,7 +123,8 @@ class ProcessingElement(wiring.Component):
     of an activation presented at cycle ``t`` is added to the ``psum_in`` presented at
     cycle ``t + 2`` and appears on ``psum_out`` at cycle ``t + 3``. A weight written at
     cycle ``t`` (``w_we`` high) is used by activations presented from ``t + 1`` on. The
-    PE never stalls; it has no valid bit (the array tracks validity).
+    PE never stalls; it has no valid bit (the array tracks validity). The timing is the
+    same for every ``multiplier``.
 
     Parameters
     ----------
@@ -52,6 +132,13 @@ class ProcessingElement(wiring.Component):
         Signed operand widths, 2..16.
     acc_bits : int
         Width of the partial-sum input and output.
+    multiplier : str
+        ``"generic"`` (default): ``act * weight`` between registers; Yosys maps it to a
+        DSP block where there is one (one MULT18X18D on ECP5), with the registers in
+        the fabric. ``"ecp5"``: an instantiated MULT18X18D that uses its own input and
+        output registers (faster; ECP5 synthesis only, it cannot be simulated by
+        Amaranth). ``"lut"``: a radix-4 Booth multiplier in logic, pipelined over the
+        same two stages, for arrays with more PEs than DSP blocks.
 
     Members
     -------
@@ -67,10 +154,11 @@ class ProcessingElement(wiring.Component):
         Weight write port: ``w_data`` is stored in bank ``w_bank`` when ``w_we`` is high.
     """
 
-    def __init__(self, *, weight_bits, act_bits, acc_bits):
+    def __init__(self, *, weight_bits, act_bits, acc_bits, multiplier="generic"):
         self.weight_bits = check_operand_bits("weight_bits", weight_bits)
         self.act_bits = check_operand_bits("act_bits", act_bits)
         self.acc_bits = check_int("acc_bits", acc_bits, minimum=2, maximum=64)
+        self.multiplier = check_multiplier(multiplier)
         super().__init__({
             "act_in": In(signed(act_bits)),
             "sel_in": In(1),
@@ -88,5 +176,6 @@ class ProcessingElement(wiring.Component):
         pe_logic(m, act_in=self.act_in, sel_in=self.sel_in, psum_in=self.psum_in,
                  w_data=self.w_data, w_we=self.w_we, w_bank=self.w_bank,
                  act_out=self.act_out, sel_out=self.sel_out, psum_out=self.psum_out,
-                 weight_bits=self.weight_bits, act_bits=self.act_bits)
+                 weight_bits=self.weight_bits, act_bits=self.act_bits,
+                 multiplier=self.multiplier)
         return m

@@ -1,0 +1,75 @@
+"""Tiling a GEMM ``A (M x K) @ W (K x N)`` onto the accelerator, and its cost model.
+
+Loop nest (outermost first)::
+
+    for block  in M blocks of `block_rows` rows      # A block stays in the input buffer
+      for n_tile in ceil(N / cols)                   # one accumulator slot per (block, n_tile)
+        for k_tile in ceil(K / rows)                 # weights stream, activations are reused
+          LOAD W[k_tile, n_tile] -> weight slot; (first n_tile only) LOAD A[block, k_tile]
+          PRELOAD weight slot; COMPUTE A[block, k_tile] -> accumulator slot (accumulate k_tile > 0)
+        STORE accumulator slot -> output rows (post-processing on the way)
+
+Double buffering: the weight buffer is a ring of `weight_slots` tiles, the accumulator
+two slots of `block_rows` rows, the input buffer two A blocks (one when a single
+block holds all of M). See docs/driver.md.
+"""
+
+from dataclasses import dataclass
+
+from .program import ProgramError
+
+__all__ = ["GemmPlan", "plan_gemm"]
+
+
+def ceil_div(a, b):
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    m: int
+    k: int
+    n: int
+    k_tiles: int
+    n_tiles: int
+    block_rows: int
+    blocks: int
+    weight_slots: int
+
+    @property
+    def steps(self):
+        return self.blocks * self.n_tiles * self.k_tiles
+
+    def block_bounds(self, block):
+        start = block * self.block_rows
+        return start, min(self.block_rows, self.m - start)
+
+    def input_region(self, block):
+        """First input-buffer row of the A block (two regions alternate)."""
+        return (block % 2 if self.blocks > 1 else 0) * self.block_rows * self.k_tiles
+
+
+def plan_gemm(config, m, k, n):
+    """Choose block sizes for ``(m x k) @ (k x n)``; raise ``ProgramError`` if it cannot be tiled."""
+    for name, value in (("M", m), ("K", k), ("N", n)):
+        if value < 1:
+            raise ProgramError(f"GEMM dimension {name} must be positive, not {value!r}")
+    k_tiles, n_tiles = ceil_div(k, config.rows), ceil_div(n, config.cols)
+    if n_tiles > config.param_rows:
+        raise ProgramError(f"{n} output channels need {n_tiles} parameter rows; the "
+                           f"accelerator has {config.param_rows}")
+    accumulator_slot = config.accumulator_rows // 2
+    if m <= accumulator_slot and m * k_tiles <= config.input_buffer_rows:
+        block_rows = m
+    else:
+        block_rows = min(accumulator_slot, config.input_buffer_rows // (2 * k_tiles), m)
+    if block_rows < 1:
+        raise ProgramError(
+            f"K={k} needs {k_tiles} input-buffer rows per activation row, twice that for double "
+            f"buffering; the input buffer has {config.input_buffer_rows} rows: the layer cannot "
+            f"be tiled")
+    # At most one pass of weight tiles, so a slot is reused only after the previous block's
+    # computes were issued (that also frees the input region the next block reuses).
+    weight_slots = min(config.weight_buffer_rows // config.rows, k_tiles * n_tiles)
+    return GemmPlan(m=m, k=k, n=n, k_tiles=k_tiles, n_tiles=n_tiles, block_rows=block_rows,
+                    blocks=ceil_div(m, block_rows), weight_slots=weight_slots)

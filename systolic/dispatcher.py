@@ -1,0 +1,171 @@
+"""Fetches instructions, checks them, and hands them to the load, execute and store queues."""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .isa import Buffer, ErrorCode, Opcode, instruction_layout
+
+__all__ = ["Dispatcher"]
+
+WATCHDOG_BITS = 20      # ~1 M cycles without any unit making progress is a deadlock
+
+
+class Dispatcher(wiring.Component):
+    """In-order instruction fetch and decode with error checking.
+
+    After a ``start`` pulse it reads ``count`` instructions from command memory
+    address 0 on (synchronous read port) and pushes each into the queue of its unit.
+    It checks every instruction before dispatch (opcode, dependency flags, buffer
+    ranges, zero row counts) and on the first error, or when a unit reports one,
+    or when no unit makes progress for 2**20 cycles, it stops with ``error`` and
+    ``error_code`` set. DONE waits until every queue and unit is idle.
+
+    Timing: one instruction per cycle while the target queues have room.
+
+    Members
+    -------
+    start, count : In
+    command_addr, command_data : command memory read port (enable tied high)
+    load, execute, store : Out(stream.Signature(instruction_layout))
+    units_idle, unit_error, unit_error_code, progress : In
+    running, done, error, error_code : Out
+    """
+
+    def __init__(self, config):
+        self.config = config
+        super().__init__({
+            "start": In(1),
+            "count": In(16),
+            "command_addr": Out(16),
+            "command_data": In(instruction_layout),
+            "load": Out(stream.Signature(instruction_layout)),
+            "execute": Out(stream.Signature(instruction_layout)),
+            "store": Out(stream.Signature(instruction_layout)),
+            "units_idle": In(1),
+            "unit_error": In(1),
+            "unit_error_code": In(8),
+            "progress": In(1),
+            "running": Out(1),
+            "done": Out(1),
+            "error": Out(1),
+            "error_code": Out(8),
+            "fetched": Out(1),
+        })
+
+    def check(self, m, insn):
+        """Return the error code of ``insn`` (0 if it is well-formed)."""
+        config = self.config
+        code = Signal(8)
+        op, rows = insn.opcode, insn.rows
+
+        def beyond(start, count, depth):
+            return (start + count) > depth
+
+        with m.Switch(op):
+            with m.Case(Opcode.LOAD):
+                with m.If(insn.wait_prev | insn.signal_prev):
+                    m.d.comb += code.eq(ErrorCode.BAD_DEPENDENCY)
+                with m.Elif(insn.flags > Buffer.PARAM):
+                    m.d.comb += code.eq(ErrorCode.BAD_BUFFER)
+                with m.Elif(rows == 0):
+                    m.d.comb += code.eq(ErrorCode.ZERO_ROWS)
+                for buffer, kind in ((Buffer.INPUT, "input"), (Buffer.WEIGHT, "weight"),
+                                     (Buffer.PARAM, "param")):
+                    with m.Elif((insn.flags == buffer)
+                                & beyond(insn.sram_addr, rows, config.buffer_rows(kind))):
+                        m.d.comb += code.eq(ErrorCode.SRAM_RANGE)
+            with m.Case(Opcode.PRELOAD):
+                with m.If(beyond(insn.sram_addr, config.rows, config.weight_buffer_rows)):
+                    m.d.comb += code.eq(ErrorCode.SRAM_RANGE)
+            with m.Case(Opcode.COMPUTE):
+                with m.If(rows == 0):
+                    m.d.comb += code.eq(ErrorCode.ZERO_ROWS)
+                with m.Elif(beyond(insn.sram_addr, rows, config.input_buffer_rows)
+                            | beyond(insn.sram_addr2, rows, config.accumulator_rows)):
+                    m.d.comb += code.eq(ErrorCode.SRAM_RANGE)
+            with m.Case(Opcode.STORE):
+                with m.If(insn.wait_next | insn.signal_next):
+                    m.d.comb += code.eq(ErrorCode.BAD_DEPENDENCY)
+                with m.Elif(rows == 0):
+                    m.d.comb += code.eq(ErrorCode.ZERO_ROWS)
+                with m.Elif(beyond(insn.sram_addr, rows, config.accumulator_rows)
+                            | (insn.sram_addr2 >= config.param_rows)):
+                    m.d.comb += code.eq(ErrorCode.SRAM_RANGE)
+            with m.Case(Opcode.CONFIG, Opcode.DONE):
+                with m.If(insn.wait_prev | insn.wait_next | insn.signal_prev | insn.signal_next):
+                    m.d.comb += code.eq(ErrorCode.BAD_DEPENDENCY)
+            with m.Default():
+                m.d.comb += code.eq(ErrorCode.BAD_OPCODE)
+        return code
+
+    def elaborate(self, platform):
+        m = Module()
+        pc = Signal(16)
+        count = Signal(16)
+        fetched_valid = Signal()
+        watchdog = Signal(WATCHDOG_BITS)
+        insn = self.command_data
+        code = self.check(m, insn)
+        queues = {Opcode.LOAD: self.load, Opcode.PRELOAD: self.execute,
+                  Opcode.COMPUTE: self.execute, Opcode.STORE: self.store,
+                  Opcode.CONFIG: self.store}
+        for queue in (self.load, self.execute, self.store):
+            m.d.comb += queue.payload.eq(insn)
+
+        # ``pc`` addresses the instruction that will be valid on the next cycle.
+        m.d.comb += self.command_addr.eq(pc)
+        taken = Signal()
+        with m.FSM() as fsm:
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    with m.If(self.count > self.config.command_depth):
+                        m.d.sync += [self.error.eq(1), self.error_code.eq(ErrorCode.COMMAND_RANGE),
+                                     self.done.eq(1)]
+                    with m.Else():
+                        m.d.sync += [pc.eq(1), count.eq(self.count), fetched_valid.eq(self.count != 0),
+                                     self.done.eq(self.count == 0), self.error.eq(0),
+                                     self.error_code.eq(0), watchdog.eq(0)]
+                        m.d.comb += self.command_addr.eq(0)
+                        m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += self.running.eq(1)
+                with m.If(self._failed(m, fetched_valid & (code != 0), code, watchdog)):
+                    m.next = "IDLE"
+                with m.Elif(fetched_valid):
+                    with m.Switch(insn.opcode):
+                        for opcode, queue in queues.items():
+                            with m.Case(opcode):
+                                m.d.comb += [queue.valid.eq(1), taken.eq(queue.ready)]
+                        with m.Case(Opcode.DONE):
+                            m.next = "DRAIN"
+                with m.If(taken):
+                    m.d.sync += [pc.eq(pc + 1), count.eq(count - 1), fetched_valid.eq(count != 1)]
+                    with m.If(count == 1):
+                        m.next = "DRAIN"     # ran off the end: behave as DONE
+                with m.Else():
+                    m.d.comb += self.command_addr.eq(pc - 1)   # hold the current instruction
+            with m.State("DRAIN"):
+                m.d.comb += self.running.eq(1)
+                with m.If(self._failed(m, 0, 0, watchdog)):
+                    m.next = "IDLE"
+                with m.Elif(self.units_idle):
+                    m.d.sync += self.done.eq(1)
+                    m.next = "IDLE"
+        with m.If(taken | self.progress | ~self.running):
+            m.d.sync += watchdog.eq(0)
+        with m.Else():
+            m.d.sync += watchdog.eq(watchdog + 1)
+        m.d.comb += self.fetched.eq(taken)
+        return m
+
+    def _failed(self, m, bad_instruction, code, watchdog):
+        """Latch the first error (bad instruction, unit error, deadlock); return its condition."""
+        failed = Signal()
+        stuck = watchdog == (1 << WATCHDOG_BITS) - 1
+        m.d.comb += failed.eq(bad_instruction | self.unit_error | stuck)
+        with m.If(failed):
+            m.d.sync += [self.error.eq(1), self.done.eq(1),
+                         self.error_code.eq(Mux(bad_instruction, code, Mux(
+                             self.unit_error, self.unit_error_code, ErrorCode.DEADLOCK)))]
+        return failed
