@@ -46,7 +46,7 @@ class AcceleratorConfig:
         check_operand_bits("weight_bits", self.weight_bits)
         check_operand_bits("act_bits", self.act_bits)
         check_operand_bits("out_bits", self.out_bits)
-        check_int("acc_bits", self.acc_bits, minimum=self.array_acc_bits, maximum=32)
+        check_int("acc_bits", self.acc_bits, minimum=self.array_acc_bits, maximum=64)
         check_int("bus_bytes", self.bus_bytes, minimum=1, maximum=128)
         for name in ("input_buffer_rows", "accumulator_rows", "param_rows", "command_depth"):
             check_int(name, getattr(self, name), minimum=1, maximum=1 << 16)

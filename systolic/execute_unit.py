@@ -109,9 +109,11 @@ class ExecuteUnit(wiring.Component):
         is_preload = head.opcode == Opcode.PRELOAD
         unit_ok = Mux(is_preload, weight_reader.command.ready,
                       input_reader.command.ready & descriptors.w_rdy)
+        # Stalls are counted only on cycles the array takes no activation.
+        idle = ~self.array_active
         m.d.comb += [
-            self.stall_load.eq(self.insn.valid & head.wait_prev & ~self.prev_token),
-            self.stall_store.eq(self.insn.valid & head.wait_next & ~self.next_token),
+            self.stall_load.eq(idle & self.insn.valid & head.wait_prev & ~self.prev_token),
+            self.stall_store.eq(idle & self.insn.valid & head.wait_next & ~self.next_token),
         ]
         pending_flags = Signal(2)
         with m.FSM():
