@@ -73,3 +73,42 @@ def plan_gemm(config, m, k, n):
     weight_slots = min(config.weight_buffer_rows // config.rows, k_tiles * n_tiles)
     return GemmPlan(m=m, k=k, n=n, k_tiles=k_tiles, n_tiles=n_tiles, block_rows=block_rows,
                     blocks=ceil_div(m, block_rows), weight_slots=weight_slots)
+
+
+def estimate_cycles(config, plan, requantize):
+    """Cost model of :func:`plan_gemm`'s schedule: an event simulation of the three units.
+
+    Per step the load unit moves a weight tile (and, on the first n tile, an A block
+    slice) at one word per cycle; the execute unit streams the block's rows, at least
+    ``rows + cols + 2`` cycles per tile (a weight switch must wait for the shadow bank
+    to drain); the store unit writes each finished accumulator slot at one word per
+    cycle, and the execute unit reuses a slot only after it was stored. Tests compare
+    this with the RTL's measured cycles (docs/driver.md gives the difference).
+    """
+    from systolic.requantizer import Requantizer
+    words = config.row_words
+    latency = config.memory_read_latency
+    array_latency = config.rows + config.cols + 2 + 2          # + accumulator write
+    post_latency = 4 + (Requantizer(channels=1).latency if requantize else 0)
+    out_words = words("output" if requantize else "raw")
+    load_done = plan.n_tiles + 2 + latency                     # parameter rows first
+    execute_done = 0
+    store_done = [0, 0]                                        # per accumulator slot
+    step = pair = 0
+    for block in range(plan.blocks):
+        _, rows = plan.block_bounds(block)
+        for n_tile in range(plan.n_tiles):
+            for k_tile in range(plan.k_tiles):
+                # one word per cycle, plus one cycle to start each LOAD
+                load_done += config.rows * words("weight") + 1
+                if n_tile == 0:
+                    load_done += rows * words("input") + 1
+                start = max(execute_done, load_done + latency + 2)
+                if k_tile == 0:
+                    start = max(start, store_done[pair % 2])
+                execute_done = start + max(rows, config.rows + config.cols + 2)
+                step += 1
+            store_start = max(execute_done + array_latency, max(store_done))
+            store_done[pair % 2] = store_start + post_latency + rows * out_words
+            pair += 1
+    return max(store_done) + 2

@@ -18,7 +18,7 @@ class BufferReader(wiring.Component):
     Timing: the first row is valid 2 cycles after the command is accepted; then one
     row per cycle while ``rows.ready`` is high. A stall holds the current row
     (the read port is disabled), so nothing is lost. A new command is accepted once
-    the previous one has issued its last read, so back-to-back commands have no gap.
+    the previous one issues its last read, so back-to-back commands have no gap.
 
     Members
     -------
@@ -53,7 +53,8 @@ class BufferReader(wiring.Component):
 
         advance = ~out_valid | self.rows.ready
         m.d.comb += [
-            self.command.ready.eq(remaining == 0),
+            # Accept the next command while the last read of this one is issued.
+            self.command.ready.eq((remaining == 0) | ((remaining == 1) & advance)),
             self.read_addr.eq(next_addr),
             self.read_en.eq(advance),
             self.rows.valid.eq(out_valid),

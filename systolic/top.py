@@ -79,6 +79,7 @@ class Accelerator(wiring.Component):
         m.submodules.load_unit = load = LoadUnit(config)
         m.submodules.execute_unit = execute = ExecuteUnit(config)
         m.submodules.store_unit = store = StoreUnit(config)
+        self.units = {"dispatcher": dispatcher, "load": load, "execute": execute, "store": store}
 
         self._command_memory(m, dispatcher)
         for name, unit in (("load", load), ("execute", execute), ("store", store)):
