@@ -50,7 +50,8 @@ def _check_operands(device, a_name, a, w_name, w):
     check_signed_bits(w_name, w, device.weight_bits)
 
 
-def conv2d(x, weight, bias=None, *, stride=1, padding=0, requant=None, device=None):
+def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, requant=None,
+           device=None):
     """Run an NCHW conv2d (weight OIHW, bias int32 per output channel) on ``device``.
 
     Lowered by im2col to a GEMM (see :mod:`sw_driver.lowering`), tiled onto the array
@@ -58,10 +59,10 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, requant=None, device=No
     ``torch.nn.functional.conv2d(x, weight, bias)`` on integers; with a
     :class:`~sw_driver.quant.Requant` it is requantized as TFLite does. Returns
     ``(y, LayerStats)``. Every check (shapes, ranges, parameters, overflow, tiling)
-    runs before any simulation.
+    runs before any simulation. Only ``dilation=1`` and ``groups=1`` are supported.
     """
     device = device or Device()
-    check_conv_params(stride, padding)
+    check_conv_params(stride, padding, dilation, groups)
     x, weight, bias = check_conv_shapes(x, weight, bias)
     _check_operands(device, "input", x, "weight", weight)
     n, _, h, w = x.shape

@@ -39,6 +39,7 @@ class AcceleratorConfig:
     memory_read_latency: int = 4
     memory_words: int = 1 << 16
     command_depth: int = 4096
+    watchdog_cycles: int = 1 << 20
 
     def __post_init__(self):
         check_int("rows", self.rows, minimum=1, maximum=128)
@@ -53,6 +54,7 @@ class AcceleratorConfig:
         check_int("weight_buffer_rows", self.weight_buffer_rows, minimum=self.rows, maximum=1 << 16)
         check_int("memory_read_latency", self.memory_read_latency, minimum=1, maximum=64)
         check_int("memory_words", self.memory_words, minimum=1, maximum=1 << 31)
+        check_int("watchdog_cycles", self.watchdog_cycles, minimum=16, maximum=1 << 32)
 
     @property
     def array_acc_bits(self):

@@ -8,8 +8,6 @@ from .isa import Buffer, ErrorCode, Opcode, instruction_layout
 
 __all__ = ["Dispatcher"]
 
-WATCHDOG_BITS = 20      # ~1 M cycles without any unit making progress is a deadlock
-
 
 class Dispatcher(wiring.Component):
     """In-order instruction fetch and decode with error checking.
@@ -18,7 +16,7 @@ class Dispatcher(wiring.Component):
     address 0 on (synchronous read port) and pushes each into the queue of its unit.
     It checks every instruction before dispatch (opcode, dependency flags, buffer
     ranges, zero row counts) and on the first error, or when a unit reports one,
-    or when no unit makes progress for 2**20 cycles, it stops with ``error`` and
+    or when no unit makes progress for ``config.watchdog_cycles`` cycles, it stops with ``error`` and
     ``error_code`` set. DONE waits until every queue and unit is idle.
 
     Timing: one instruction per cycle while the target queues have room.
@@ -104,7 +102,7 @@ class Dispatcher(wiring.Component):
         pc = Signal(16)
         count = Signal(16)
         fetched_valid = Signal()
-        watchdog = Signal(WATCHDOG_BITS)
+        watchdog = Signal(range(self.config.watchdog_cycles + 1))
         insn = self.command_data
         code = self.check(m, insn)
         queues = {Opcode.LOAD: self.load, Opcode.PRELOAD: self.execute,
@@ -162,7 +160,7 @@ class Dispatcher(wiring.Component):
     def _failed(self, m, bad_instruction, code, watchdog):
         """Latch the first error (bad instruction, unit error, deadlock); return its condition."""
         failed = Signal()
-        stuck = watchdog == (1 << WATCHDOG_BITS) - 1
+        stuck = watchdog == self.config.watchdog_cycles
         m.d.comb += failed.eq(bad_instruction | self.unit_error | stuck)
         with m.If(failed):
             m.d.sync += [self.error.eq(1), self.done.eq(1),
