@@ -18,7 +18,7 @@ __all__ = [
     "INT32_MIN", "INT32_MAX", "SHIFT_MIN", "SHIFT_MAX",
     "Requant", "AddRequant",
     "saturate", "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
-    "multiply_by_quantized_multiplier", "requantize", "quantize_multiplier",
+    "multiply_by_quantized_multiplier", "output_bounds", "requantize", "quantize_multiplier",
 ]
 
 INT32_MIN = -(1 << 31)
@@ -162,14 +162,27 @@ class Requant:
         return self
 
 
+def output_bounds(qmin, qmax, out_bits=None):
+    """The clamp bounds: ``qmin`` and ``qmax``, each clipped into the signed ``out_bits`` range.
+
+    The output is then ``min(max(v, lo), hi)``, so ``qmin > qmax`` gives ``hi``, and every
+    result fits ``out_bits`` (as in the RTL, which has an ``out_bits`` output port).
+    """
+    if out_bits is None:
+        return qmin, qmax
+    out_lo, out_hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
+    return min(max(qmin, out_lo), out_hi), min(max(qmax, out_lo), out_hi)
+
+
 def requantize(acc, bias, requant, channel_axis=1, out_bits=None):
     """Requantize accumulators the way :class:`systolic.requantizer.Requantizer` does.
 
     ``y = clamp(zp + MBQM(sat32(acc + bias), M0[c], shift[c]), qmin, qmax)``, where MBQM
     is :func:`multiply_by_quantized_multiplier` and ``c`` indexes ``channel_axis`` of
     ``acc`` (``bias``, ``multiplier`` and ``shift`` have one value per channel, or one
-    for all). With ``out_bits`` the result is also saturated to that signed width (the
-    RTL's output port); the clamp is ``min(max(v, qmin), qmax)`` in that order.
+    for all). The clamp is ``min(max(v, lo), hi)`` with the bounds of :func:`output_bounds`:
+    with ``out_bits`` (the RTL's output width) ``qmin`` and ``qmax`` are first clipped
+    into that signed range.
     Returns int64.
     """
     requant.check()
@@ -190,15 +203,13 @@ def requantize(acc, bias, requant, channel_axis=1, out_bits=None):
     x = saturate(acc + bias)
     scaled = multiply_by_quantized_multiplier(x, per_channel("multiplier", requant.multiplier),
                                               per_channel("shift", requant.shift))
-    lo, hi = requant.qmin, requant.qmax
-    if out_bits is not None:
-        lo, hi = max(lo, -(1 << (out_bits - 1))), min(hi, (1 << (out_bits - 1)) - 1)
+    lo, hi = output_bounds(requant.qmin, requant.qmax, out_bits)
     return np.minimum(np.maximum(scaled + requant.zero_point, lo), hi)
 
 
 @dataclass(frozen=True)
 class AddRequant:
-    """Quantization of TFLite's ADD of two int tensors (see :func:`sw_driver.reference.residual_add`).
+    """Quantization of TFLite's ADD of two int tensors (:func:`sw_driver.reference.residual_add`).
 
     Zero points are the tensors' own (TFLite's ``input_offset`` is ``-zero_point``).
     ``left_shift`` is 20 for int8 in TFLite (15 for int16).
