@@ -14,6 +14,7 @@ from .tiling import plan_gemm
 __all__ = ["run_gemm", "check_accumulator_range", "check_requant"]
 
 MAX_INSTRUCTIONS = (1 << FIELDS["rows"][1]) - 1       # cmd_count is a 16-bit port
+COMPILED_MEMORY_WORDS = 1 << 21
 STALL_COUNTERS = ("stall_load", "stall_weights", "stall_store", "load_wait", "store_wait")
 
 
@@ -88,9 +89,15 @@ def _run_chunk(device, a, w, bias, requant):
     draft = build_gemm(device.config(memory_words=1 << 31, command_depth=1 << 16),
                        a, w, bias, requant)
     words = draft.program.words()
-    config = device.config(memory_words=_pow2_at_least(draft.image.size // device.bus_bytes
-                                                       + draft.readback[0][1], 1 << 12),
-                           command_depth=_pow2_at_least(len(words), 1 << 10))
+    needed_words = draft.image.size // device.bus_bytes + draft.readback[0][1]
+    if device.backend == "pysim":
+        memories = dict(memory_words=_pow2_at_least(needed_words, 1 << 12),
+                        command_depth=_pow2_at_least(len(words), 1 << 10))
+    else:
+        # Compiled models are built once per configuration: keep sizes fixed and large.
+        memories = dict(memory_words=_pow2_at_least(needed_words, COMPILED_MEMORY_WORDS),
+                        command_depth=MAX_INSTRUCTIONS + 1)
+    config = device.config(**memories)
     job = dataclasses.replace(draft, config=config)
     budget = 64 * (draft.plan.steps * (draft.plan.block_rows + 2 * device.rows + device.cols)
                    + draft.image.size // device.bus_bytes) + 100_000
