@@ -27,7 +27,7 @@ COUNTER_NAMES = [
     "instructions",      # instructions dispatched
 ]
 QUEUE_DEPTH = 8
-TOKEN_BITS = 8
+TOKEN_BITS = 16           # a program has at most 65535 instructions, so tokens never wrap
 
 
 class Accelerator(wiring.Component):

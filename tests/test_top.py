@@ -107,3 +107,17 @@ def test_hardware_flags_malformed_instructions_instead_of_hanging(word, code):
 
 def test_well_formed_program_raises_no_error():
     assert error_of([encode(Opcode.CONFIG, zero_point=0, qmin=-5, qmax=5)]) == (False, ErrorCode.NONE)
+
+
+def test_token_counters_hold_many_outstanding_tokens():
+    # The load unit may run hundreds of tiles ahead of the execute unit (a large weight ring).
+    from sw_driver.program import Program
+    program = Program(SMALL)
+    for _ in range(300):
+        program.load(Buffer.WEIGHT, dram_addr=0, sram_addr=0, rows=SMALL.rows, signal=True)
+    for _ in range(300):
+        program.preload(0, wait_load=True)
+        program.compute(0, 0, 1, accumulate=False, switch=True)
+    result = run_program(SMALL, np.zeros(64, np.uint8), program.words(), readback=[(0, 1)])
+    assert (result.done, result.error) == (True, False)
+    assert result.counters["read_words"] == 300 * SMALL.rows * SMALL.row_words("weight")
