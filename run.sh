@@ -23,11 +23,11 @@ case "$command" in
         ;;
     test)
         setup
-        .venv/bin/python -m pytest -n 2 "$@"
+        OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pytest -n 2 "$@"
         ;;
     slow)
         setup
-        .venv/bin/python -m pytest -n 2 -m slow "$@"
+        OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pytest -n 2 -m slow "$@"
         ;;
     *)
         echo "usage: ./run.sh demo|test|slow [extra arguments]" >&2

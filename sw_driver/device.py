@@ -27,8 +27,9 @@ class Device:
     bus_bytes : int
         Main-memory bandwidth: one word of this many bytes per cycle, in each direction.
     input_buffer_kib, weight_buffer_kib, accumulator_kib : int
-        On-chip buffer capacities (defaults follow Gemmini: 256 KiB scratchpad split
-        into inputs and weights, 64 KiB accumulator).
+        On-chip buffer capacities. Defaults: 256 KiB of inputs (enough for the largest
+        ResNet-50 activation block, 49 x 4608 bytes, in one piece), 64 KiB of weights,
+        64 KiB of accumulator (Gemmini: 256 KiB scratchpad, 64 KiB accumulator).
     memory_read_latency : int
         Cycles from a main-memory read request to its data (pipelined).
     backend : str
@@ -42,7 +43,7 @@ class Device:
     acc_bits: int = 32
     out_bits: int = 8
     bus_bytes: int = 16
-    input_buffer_kib: int = 192
+    input_buffer_kib: int = 256
     weight_buffer_kib: int = 64
     accumulator_kib: int = 64
     memory_read_latency: int = 4

@@ -8,7 +8,7 @@ from systolic.isa import Buffer
 
 from .memory_image import MemoryImage, pack_rows, unpack_rows
 from .program import Program
-from .tiling import plan_gemm
+from .tiling import LEAD_ROWS, plan_gemm
 
 __all__ = ["GemmJob", "build_gemm"]
 
@@ -100,6 +100,13 @@ def build_gemm(config, a, w, bias=None, requant=None):
                    output_addr=out_addr, output_row_words=out_words, requantize=requantize)
 
 
+def _pieces(rows):
+    """``(start, rows)`` pieces of the first A block: a short lead, then the rest."""
+    if rows <= 2 * LEAD_ROWS:
+        return [(0, rows)]
+    return [(0, LEAD_ROWS), (LEAD_ROWS, rows - LEAD_ROWS)]
+
+
 def _schedule(program, config, plan, a_addr, a_words, w_addr, w_words, out_addr, out_words,
               requantize):
     """Emit the loop nest of :mod:`sw_driver.tiling` with its dependency tokens."""
@@ -117,13 +124,22 @@ def _schedule(program, config, plan, a_addr, a_words, w_addr, w_words, out_addr,
                 program.load(Buffer.WEIGHT, sram_addr=weight_row, rows=config.rows,
                              dram_addr=w_addr + (n_tile * plan.k_tiles + k_tile) * config.rows * w_words,
                              wait=step >= slots, signal=n_tile != 0)
+                # The very first step has nothing to overlap with: stream its A block in two
+                # pieces so the array starts after the first LEAD_ROWS rows, not all of them.
+                pieces = _pieces(block_rows) if step == 0 else [(0, block_rows)]
                 if n_tile == 0:
-                    program.load(Buffer.INPUT, sram_addr=input_row, rows=block_rows,
-                                 dram_addr=a_addr + (k_tile * plan.m + m0) * a_words, signal=True)
+                    for start, rows in pieces:
+                        program.load(Buffer.INPUT, sram_addr=input_row + start, rows=rows,
+                                     dram_addr=a_addr + (k_tile * plan.m + m0 + start) * a_words,
+                                     signal=True)
                 program.preload(weight_row, wait_load=True, signal_load=step + slots < steps)
-                program.compute(input_row, acc_slot, block_rows, accumulate=k_tile > 0,
-                                switch=True, wait_store=k_tile == 0 and pair >= 2,
-                                signal_store=k_tile == plan.k_tiles - 1)
+                for index, (start, rows) in enumerate(pieces):
+                    program.compute(input_row + start, acc_slot + start, rows,
+                                    accumulate=k_tile > 0, switch=index == 0,
+                                    wait_load=index > 0,
+                                    wait_store=k_tile == 0 and pair >= 2 and index == 0,
+                                    signal_store=(k_tile == plan.k_tiles - 1
+                                                  and index == len(pieces) - 1))
                 step += 1
             program.store(acc_slot, block_rows, param_row=n_tile, requantize=requantize,
                           dram_addr=out_addr + (n_tile * plan.m + m0) * out_words,

@@ -20,6 +20,7 @@ from .models.resnet import SyntheticBuilder
 __all__ = [
     "TOPOLOGY_COLUMNS", "TopologyLayer", "read_topology", "parse_topology", "write_topology",
     "topology_from_graph", "graph_from_topology", "ws_cycles", "layer_ws_cycles",
+    "resnet50_v1_topology",
 ]
 
 TOPOLOGY_COLUMNS = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height",
@@ -172,3 +173,36 @@ def ws_cycles(window, filters, output_pixels, rows, cols):
 def layer_ws_cycles(layer, rows, cols, batch=1):
     """:func:`ws_cycles` of a :class:`TopologyLayer` for ``batch`` images."""
     return ws_cycles(layer.window, layer.num_filters, layer.output_pixels * batch, rows, cols)
+
+
+def resnet50_v1_topology():
+    """ResNet-50 as in SCALE-Sim's own topology file: ResNet v1 shapes, no padding.
+
+    Stages 3-5 downsample in the first 1x1 convolution of their first block (ResNet v1;
+    torchvision's v1.5 does it in the 3x3), the projection shortcut ("s") reads the stage
+    input with stride 2, every IFMAP is the layer's unpadded input, and the classifier is a
+    1x1 convolution of 2048 channels into 1000. Names follow that file: ``Conv1``,
+    ``CB<stage>a_<i>`` / ``CB<stage>s`` for the first block of a stage, ``IB<stage><block>_<i>``
+    for the others, ``FC6``.
+    """
+    layers = [TopologyLayer("Conv1", 224, 224, 7, 7, 3, 64, 2)]
+    size, channels = 56, 64
+    for stage, (width, blocks) in enumerate([(64, 3), (128, 4), (256, 6), (512, 3)], start=2):
+        stride = 1 if stage == 2 else 2
+        out_size = size // stride
+        for block in range(blocks):
+            first = block == 0
+            prefix = f"CB{stage}a" if first else f"IB{stage}{'abcdef'[block]}"
+            in_channels = channels if first else 4 * width
+            layers += [
+                TopologyLayer(f"{prefix}_1", size if first else out_size, size if first else out_size,
+                              1, 1, in_channels, width, stride if first else 1),
+                TopologyLayer(f"{prefix}_2", out_size, out_size, 3, 3, width, width, 1),
+                TopologyLayer(f"{prefix}_3", out_size, out_size, 1, 1, width, 4 * width, 1),
+            ]
+            if first:
+                layers.append(TopologyLayer(f"CB{stage}s", size, size, 1, 1, channels, 4 * width,
+                                            stride))
+        size, channels = out_size, 4 * width
+    layers.append(TopologyLayer("FC6", 1, 1, 1, 1, 2048, 1000, 1))
+    return layers

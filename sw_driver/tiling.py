@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from .program import ProgramError
 
+LEAD_ROWS = 64      # rows of the very first A block the array starts on (see gemm.py)
+
 __all__ = ["GemmPlan", "plan_gemm"]
 
 
@@ -101,11 +103,15 @@ def estimate_cycles(config, plan, requantize):
             for k_tile in range(plan.k_tiles):
                 # one word per cycle, plus one cycle to start each LOAD
                 load_done += config.rows * words("weight") + 1
+                lead = rows if step > 0 or rows <= 2 * LEAD_ROWS else LEAD_ROWS
                 if n_tile == 0:
-                    load_done += rows * words("input") + 1
+                    load_done += lead * words("input") + 1
                 start = max(execute_done, load_done + latency + 2)
                 if k_tile == 0:
                     start = max(start, store_done[pair % 2])
+                if lead < rows:             # the first step streams in two pieces
+                    load_done += (rows - lead) * words("input") + 1
+                    start = max(start + lead, load_done + latency + 2) - lead
                 execute_done = start + max(rows, config.rows + config.cols + 2)
                 step += 1
             store_start = max(execute_done + array_latency, max(store_done))

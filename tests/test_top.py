@@ -121,3 +121,15 @@ def test_token_counters_hold_many_outstanding_tokens():
     result = run_program(SMALL, np.zeros(64, np.uint8), program.words(), readback=[(0, 1)])
     assert (result.done, result.error) == (True, False)
     assert result.counters["read_words"] == 300 * SMALL.rows * SMALL.row_words("weight")
+
+
+def test_first_block_streams_in_two_pieces():
+    # A block longer than 2 x LEAD_ROWS: the array starts after the lead rows arrive.
+    config = dataclasses.replace(SMALL, input_buffer_rows=1024, accumulator_rows=512,
+                                 memory_words=1 << 14, bus_bytes=16)
+    rng = np.random.default_rng(10)
+    a, w = random_matrix(rng, (200, 8), 8), random_matrix(rng, (8, 6), 8)
+    out, result, job = run_gemm_job(config, a, w)
+    np.testing.assert_array_equal(out, a @ w)
+    assert job.plan.blocks == 1 and job.plan.block_rows == 200
+    assert abs(estimate_cycles(config, job.plan, False) - result.cycles) <= 0.05 * result.cycles
