@@ -101,15 +101,19 @@ def build_gemm(config, a, w, bias=None, requant=None):
 
 
 def _pieces(rows):
-    """``(start, rows)`` pieces of the first A block: a short lead, then the rest."""
-    if rows <= 2 * LEAD_ROWS:
-        return [(0, rows)]
-    return [(0, LEAD_ROWS), (LEAD_ROWS, rows - LEAD_ROWS)]
+    """``(start, rows)`` pieces of ``LEAD_ROWS`` rows covering a block."""
+    return [(start, min(LEAD_ROWS, rows - start)) for start in range(0, rows, LEAD_ROWS)]
 
 
 def _schedule(program, config, plan, a_addr, a_words, w_addr, w_words, out_addr, out_words,
               requantize):
-    """Emit the loop nest of :mod:`sw_driver.tiling` with its dependency tokens."""
+    """Emit the loop nest of :mod:`sw_driver.tiling` with its dependency tokens.
+
+    Nothing overlaps the first N tile of the first block (the load unit is still bringing
+    in A) nor the very last step, so those run in pieces of ``LEAD_ROWS`` rows: the array
+    follows the load piece by piece, and each piece of the last step is stored while the
+    next one computes.
+    """
     slots, steps = plan.weight_slots, plan.steps
     pairs = plan.blocks * plan.n_tiles
     step = pair = 0
@@ -118,30 +122,32 @@ def _schedule(program, config, plan, a_addr, a_words, w_addr, w_words, out_addr,
         region = plan.input_region(block)
         for n_tile in range(plan.n_tiles):
             acc_slot = (pair % 2) * plan.block_rows
+            final_pair = pair == pairs - 1
             for k_tile in range(plan.k_tiles):
                 weight_row = (step % slots) * config.rows
                 input_row = region + k_tile * plan.block_rows
                 program.load(Buffer.WEIGHT, sram_addr=weight_row, rows=config.rows,
                              dram_addr=w_addr + (n_tile * plan.k_tiles + k_tile) * config.rows * w_words,
                              wait=step >= slots, signal=n_tile != 0)
-                # The very first step has nothing to overlap with: stream its A block in two
-                # pieces so the array starts after the first LEAD_ROWS rows, not all of them.
-                pieces = _pieces(block_rows) if step == 0 else [(0, block_rows)]
+                loads = _pieces(block_rows) if step < plan.k_tiles else [(0, block_rows)]
                 if n_tile == 0:
-                    for start, rows in pieces:
+                    for start, rows in loads:
                         program.load(Buffer.INPUT, sram_addr=input_row + start, rows=rows,
                                      dram_addr=a_addr + (k_tile * plan.m + m0 + start) * a_words,
                                      signal=True)
                 program.preload(weight_row, wait_load=True, signal_load=step + slots < steps)
+                pieces = loads if step < steps - 1 else _pieces(block_rows)
+                last_k = k_tile == plan.k_tiles - 1
                 for index, (start, rows) in enumerate(pieces):
                     program.compute(input_row + start, acc_slot + start, rows,
                                     accumulate=k_tile > 0, switch=index == 0,
-                                    wait_load=index > 0,
+                                    wait_load=index > 0 and len(loads) > 1,
                                     wait_store=k_tile == 0 and pair >= 2 and index == 0,
-                                    signal_store=(k_tile == plan.k_tiles - 1
-                                                  and index == len(pieces) - 1))
+                                    signal_store=last_k and (final_pair or index == len(pieces) - 1))
                 step += 1
-            program.store(acc_slot, block_rows, param_row=n_tile, requantize=requantize,
-                          dram_addr=out_addr + (n_tile * plan.m + m0) * out_words,
-                          wait=True, signal=pair + 2 < pairs)
+            stores = pieces if final_pair else [(0, block_rows)]
+            for start, rows in stores:
+                program.store(acc_slot + start, rows, param_row=n_tile, requantize=requantize,
+                              dram_addr=out_addr + (n_tile * plan.m + m0 + start) * out_words,
+                              wait=True, signal=pair + 2 < pairs)
             pair += 1

@@ -72,6 +72,9 @@ def plan_gemm(config, m, k, n):
             f"be tiled")
     # At most one pass of weight tiles, so a slot is reused only after the previous block's
     # computes were issued (that also frees the input region the next block reuses).
+    # Balance the blocks: a short last block would idle the array on weight switches and
+    # make the execute unit wait for the store of a long one.
+    block_rows = ceil_div(m, ceil_div(m, block_rows))
     weight_slots = min(config.weight_buffer_rows // config.rows, k_tiles * n_tiles)
     return GemmPlan(m=m, k=k, n=n, k_tiles=k_tiles, n_tiles=n_tiles, block_rows=block_rows,
                     blocks=ceil_div(m, block_rows), weight_slots=weight_slots)
@@ -103,18 +106,31 @@ def estimate_cycles(config, plan, requantize):
             for k_tile in range(plan.k_tiles):
                 # one word per cycle, plus one cycle to start each LOAD
                 load_done += config.rows * words("weight") + 1
-                lead = rows if step > 0 or rows <= 2 * LEAD_ROWS else LEAD_ROWS
+                if step < plan.k_tiles:     # the first block's first N tile follows its load
+                    end = execute_done
+                    for start in range(0, rows, LEAD_ROWS):
+                        piece = min(LEAD_ROWS, rows - start)
+                        load_done += piece * words("input") + 1
+                        end = max(end, load_done + latency + 2) + piece
+                    execute_done = end
+                    step += 1
+                    continue
                 if n_tile == 0:
-                    load_done += lead * words("input") + 1
+                    load_done += rows * words("input") + 1
                 start = max(execute_done, load_done + latency + 2)
                 if k_tile == 0:
                     start = max(start, store_done[pair % 2])
-                if lead < rows:             # the first step streams in two pieces
-                    load_done += (rows - lead) * words("input") + 1
-                    start = max(start + lead, load_done + latency + 2) - lead
                 execute_done = start + max(rows, config.rows + config.cols + 2)
                 step += 1
             store_start = max(execute_done + array_latency, max(store_done))
             store_done[pair % 2] = store_start + post_latency + rows * out_words
+            if pair == plan.blocks * plan.n_tiles - 1:
+                # the final step is stored piece by piece behind its compute
+                done = max(store_done[(pair + 1) % 2], execute_done - rows)
+                for start in range(0, rows, LEAD_ROWS):
+                    piece = min(LEAD_ROWS, rows - start)
+                    ready = execute_done - rows + start + piece + array_latency
+                    done = max(done, ready) + post_latency + piece * out_words
+                store_done[pair % 2] = done
             pair += 1
     return max(store_done) + 2
