@@ -22,6 +22,7 @@ import time
 from sw_driver import Device
 from sw_driver.models import resnet50
 from sw_driver.network import run_network
+from sw_driver.report import write_report
 from sw_driver.scalesim import graph_from_topology, resnet50_v1_topology, ws_cycles
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "docs" / "results"
@@ -57,6 +58,7 @@ def run(args):
                 "bytes_moved": record.bytes_moved,
                 "scalesim_cycles": scalesim_cycles(record.gemm_shape, rows, cols),
                 "check": record.check, **{name: record.stalls.get(name, 0) for name in FIELDS[-3:]}})
+    write_report(OUT / path.stem, result.records, rows=rows, cols=cols, bus_bytes=args.bus_bytes)
     print(f"wrote {path} in {seconds:.0f} s on {platform.machine()} ({platform.processor() or 'cpu'})")
 
 

@@ -1,13 +1,13 @@
 """One processing element of the weight-stationary array."""
 
-from amaranth.hdl import ClockSignal, Instance, Module, Mux, ResetSignal, Signal, signed
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .params import check_operand_bits, check_int, product_range, signed_bits_for
 
 __all__ = ["MULTIPLIERS", "ProcessingElement", "pe_logic", "booth_partial_products",
-           "check_multiplier"]
+           "booth_sum", "check_multiplier"]
 
 #: How a PE multiplies; see :class:`ProcessingElement`.
 MULTIPLIERS = ("generic", "ecp5", "lut")
@@ -28,14 +28,15 @@ def check_multiplier(multiplier):
 def booth_partial_products(multiplicand, multiplier_value, multiplier_bits):
     """Radix-4 Booth partial products of ``multiplicand * multiplier_value``.
 
-    Returns ``ceil(multiplier_bits / 2)`` signed values ``pp[i]`` of
-    ``len(multiplicand) + 2`` bits with ``sum(pp[i] << 2 * i)`` equal to the product.
-    Each digit of the (sign-extended) ``multiplier_value`` is in ``{-2, -1, 0, 1, 2}``,
-    so a partial product is a choice among ``0``, ``+-m`` and ``+-2m``: no adder
-    but the negation, half as many terms as shift-and-add.
+    Returns ``ceil(multiplier_bits / 2)`` pairs ``(flipped, negate)``: partial product
+    ``i`` is ``flipped + negate`` (``flipped`` signed, ``len(multiplicand) + 1`` bits)
+    and weighs ``4 ** i``; :func:`booth_sum` adds them up. Each digit of the
+    (sign-extended) ``multiplier_value`` is in ``{-2, -1, 0, 1, 2}``, so a partial
+    product is ``0``, ``m`` or ``2m``, bit-inverted for a negative digit; the ``+1`` of
+    the negation is left to the final sum, so no carry chain sits in front of it.
     """
     bits = [multiplier_value[min(i, multiplier_bits - 1)] for i in range(multiplier_bits + 2)]
-    products = []
+    terms = []
     for digit in range((multiplier_bits + 1) // 2):
         high = bits[2 * digit + 1]
         mid = bits[2 * digit]
@@ -43,8 +44,14 @@ def booth_partial_products(multiplicand, multiplier_value, multiplier_bits):
         one = mid ^ low
         two = (high & ~mid & ~low) | (~high & mid & low)
         magnitude = Mux(two, multiplicand << 1, Mux(one, multiplicand, 0))
-        products.append(Mux(high, -magnitude, magnitude))
-    return products
+        terms.append((magnitude ^ Mux(high, -1, 0), high))
+    return terms
+
+
+def booth_sum(terms):
+    """The product from registered :func:`booth_partial_products` terms."""
+    negates = Cat(*(bit for _, negate in terms for bit in (negate, Const(0, 1))))
+    return sum(flipped << (2 * i) for i, (flipped, _) in enumerate(terms)) + negates
 
 
 def _ecp5_multiplier(m, a, b, product, prefix):
@@ -102,13 +109,16 @@ def pe_logic(m, *, act_in, sel_in, psum_in, w_data, w_we, w_bank,
     elif multiplier == "ecp5":
         _ecp5_multiplier(m, act_in, weight_in, product, prefix)
     else:
-        # The first stage selects (and negates) the partial products, the second sums
-        # them: no stage holds a whole multiplier, so the LUT variant keeps up.
-        terms = booth_partial_products(weight_in, act_in, act_bits)
-        registers = [Signal(signed(weight_bits + 2), name=f"{prefix}pp{i}")
-                     for i in range(len(terms))]
-        m.d.sync += [register.eq(term) for register, term in zip(registers, terms)]
-        m.d.sync += product.eq(sum(register << (2 * i) for i, register in enumerate(registers)))
+        # The first stage selects the partial products, the second adds them: no stage
+        # holds a whole multiplier, so the LUT variant keeps up with the DSP one.
+        registers = []
+        for i, (flipped, negate) in enumerate(booth_partial_products(weight_in, act_in,
+                                                                     act_bits)):
+            flipped_reg = Signal(signed(weight_bits + 1), name=f"{prefix}pp{i}")
+            negate_reg = Signal(name=f"{prefix}pp{i}_neg")
+            m.d.sync += [flipped_reg.eq(flipped), negate_reg.eq(negate)]
+            registers.append((flipped_reg, negate_reg))
+        m.d.sync += product.eq(booth_sum(registers))
 
 
 class ProcessingElement(wiring.Component):

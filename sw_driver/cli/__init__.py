@@ -13,6 +13,11 @@ __all__ = ["main", "CliError"]
 # name: (module, one-line help)
 COMMANDS = {
     "gemm": ("gemm", "run a random GEMM through the simulated array and check it"),
+    "synth": ("synth", "synthesize the array (or accelerator) and report resources and Fmax"),
+    "board": ("board", "build a self-test bitstream of the array for an FPGA board"),
+    "conv2d": ("conv2d", "run one conv2d layer from .npy files on the accelerator"),
+    "linear": ("linear", "run one fully-connected layer from .npy files on the accelerator"),
+    "resnet": ("resnet", "run ResNet-18/50 (or selected layers) layer by layer and report"),
 }
 
 
