@@ -31,12 +31,12 @@ import time
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from sim.backends import SimulationTimeout, get_backend  # noqa: E402
 from systolic.array import SystolicArray  # noqa: E402
+from sim.harness_top import harness_ports
 
 COUNTERS = ["cycles", "activations", "psums", "checksum"]
 
@@ -78,13 +78,7 @@ class LfsrArrayTop(wiring.Component):
         self.command_memory = Memory(shape=128, depth=self.command_depth, init=[])
         # Tiles of at least rows + cols - 1 vectors switch without a bubble.
         self.tile_length = max(32, rows + cols)
-        super().__init__({
-            "host_addr": In(32), "host_wdata": In(64), "host_we": In(1), "host_rdata": Out(64),
-            "cmd_addr": In(16), "cmd_wdata": In(128), "cmd_we": In(1),
-            "start": In(1), "cmd_count": In(16),
-            "done": Out(1), "error": Out(1), "error_code": Out(8),
-            "counter_sel": In(8), "counter_value": Out(64),
-        })
+        super().__init__(harness_ports(64))
 
     def elaborate(self, platform):
         m = Module()

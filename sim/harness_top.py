@@ -9,7 +9,19 @@ from systolic.config import AcceleratorConfig
 from systolic.isa import INSTRUCTION_BITS
 from systolic.top import Accelerator
 
-__all__ = ["HarnessTop"]
+__all__ = ["HarnessTop", "harness_ports"]
+
+
+def harness_ports(word_bits):
+    """The port contract every simulation backend drives (see ``sim/backends``)."""
+    return {
+        "host_addr": In(32), "host_wdata": In(word_bits), "host_we": In(1),
+        "host_rdata": Out(word_bits),
+        "cmd_addr": In(16), "cmd_wdata": In(INSTRUCTION_BITS), "cmd_we": In(1),
+        "start": In(1), "cmd_count": In(16),
+        "done": Out(1), "error": Out(1), "error_code": Out(8),
+        "counter_sel": In(8), "counter_value": Out(64),
+    }
 
 
 class HarnessTop(wiring.Component):
@@ -33,14 +45,7 @@ class HarnessTop(wiring.Component):
         self.accelerator = Accelerator(config)
         self.counter_names = self.accelerator.counter_names
         self.main_memory = Memory(shape=config.word_bits, depth=config.memory_words, init=[])
-        super().__init__({
-            "host_addr": In(32), "host_wdata": In(config.word_bits), "host_we": In(1),
-            "host_rdata": Out(config.word_bits),
-            "cmd_addr": In(16), "cmd_wdata": In(INSTRUCTION_BITS), "cmd_we": In(1),
-            "start": In(1), "cmd_count": In(16),
-            "done": Out(1), "error": Out(1), "error_code": Out(8),
-            "counter_sel": In(8), "counter_value": Out(64),
-        })
+        super().__init__(harness_ports(config.word_bits))
 
     @property
     def command_memory(self):

@@ -21,7 +21,7 @@ the memory with error code 2. Running past ``cmd_count`` instructions stops clea
 from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
+from sim.harness_top import harness_ports
 
 __all__ = ["ToyHarness", "encode", "OPCODES", "ERROR_OPCODE", "ERROR_ADDRESS"]
 
@@ -56,14 +56,7 @@ class ToyHarness(wiring.Component):
         self.counter_names = list(COUNTER_NAMES)
         self.main_memory = Memory(shape=word_bits, depth=memory_words, init=[])
         self.command_memory = Memory(shape=128, depth=command_depth, init=[])
-        super().__init__({
-            "host_addr": In(32), "host_wdata": In(word_bits), "host_we": In(1),
-            "host_rdata": Out(word_bits),
-            "cmd_addr": In(16), "cmd_wdata": In(128), "cmd_we": In(1),
-            "start": In(1), "cmd_count": In(16),
-            "done": Out(1), "error": Out(1), "error_code": Out(8),
-            "counter_sel": In(8), "counter_value": Out(64),
-        })
+        super().__init__(harness_ports(word_bits))
 
     def elaborate(self, platform):
         m = Module()
