@@ -90,11 +90,11 @@ def estimate_cycles(config, plan, requantize):
     cycle, and the execute unit reuses a slot only after it was stored. Tests compare
     this with the RTL's measured cycles (docs/driver.md gives the difference).
     """
-    from systolic.requantizer import Requantizer
+    from systolic.requantizer import REQUANTIZER_LATENCY
     words = config.row_words
     latency = config.memory_read_latency
     array_latency = config.rows + config.cols + 2 + 2          # + accumulator write
-    post_latency = 4 + (Requantizer(channels=1).latency if requantize else 0)
+    post_latency = 4 + (REQUANTIZER_LATENCY if requantize else 0)
     out_words = words("output" if requantize else "raw")
     load_done = plan.n_tiles + 2 + latency                     # parameter rows first
     execute_done = 0

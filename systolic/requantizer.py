@@ -11,12 +11,13 @@ from amaranth.lib.wiring import In, Out
 from .params import check_int, signed_range
 
 __all__ = ["Requantizer", "requant_layout", "saturate", "register", "delay",
-           "quantized_multiply", "MBQM_LATENCY", "INT32_MIN", "INT32_MAX"]
+           "quantized_multiply", "MBQM_LATENCY", "REQUANTIZER_LATENCY", "INT32_MIN", "INT32_MAX"]
 
 INT32_MIN, INT32_MAX = signed_range(32)
 PARAM_BITS = 17             # zero point and clamp bounds: covers int8/uint8/int16/uint16
 SHIFT_BITS = 6              # TFLite shift, -32..31
 MBQM_LATENCY = 4            # stages of quantized_multiply()
+REQUANTIZER_LATENCY = 2 + MBQM_LATENCY
 
 
 def requant_layout(channels, acc_bits):
@@ -153,7 +154,7 @@ class Requantizer(wiring.Component):
     @property
     def latency(self):
         """Cycles from accepting a vector on ``i`` to its result on ``o`` (no stall)."""
-        return 2 + MBQM_LATENCY
+        return REQUANTIZER_LATENCY
 
     def elaborate(self, platform):
         m = Module()
