@@ -10,7 +10,7 @@ setup() {
     if [ ! -x .venv/bin/python ]; then
         "${PYTHON:-python3}" -m venv .venv
     fi
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[${1:-test}]"
 }
 
 command="${1:-}"
@@ -26,7 +26,7 @@ case "$command" in
         OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pytest -n 2 "$@"
         ;;
     slow)
-        setup
+        setup test,pnr
         OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pytest -n 2 -m slow "$@"
         ;;
     *)
