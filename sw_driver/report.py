@@ -139,12 +139,14 @@ def plot_roofline(path, records, rows, cols, bus_bytes):
     plt = _pyplot()
     points, measured = _performance_points(records, rows, cols)
     peak = 2 * rows * cols
-    ridge = peak / bus_bytes
+    # Reads and writes have separate channels of bus_bytes each, and bytes moved counts both.
+    bandwidth = 2 * bus_bytes
+    ridge = peak / bandwidth
     intensities = [x for _, x, _ in points] or [ridge]
     low, high = min(min(intensities), ridge) / 4, max(max(intensities), ridge) * 4
     figure, axes = plt.subplots(figsize=(7, 5))
-    axes.plot([low, ridge, high], [bus_bytes * low, peak, peak], color="black",
-              label=f"roof: {peak} ops/cycle, {bus_bytes} B/cycle")
+    axes.plot([low, ridge, high], [bandwidth * low, peak, peak], color="black",
+              label=f"roof: {peak} ops/cycle, {bus_bytes} B/cycle each way")
     label = "measured" if measured else "SCALE-Sim estimate (no measured cycles)"
     axes.scatter([x for _, x, _ in points], [y for _, _, y in points], s=18,
                  marker="o" if measured else "x", color="tab:blue", label=label)
