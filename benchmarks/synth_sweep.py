@@ -288,20 +288,25 @@ def plot(records, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (ax_f, ax_g) = plt.subplots(1, 2, figsize=(10, 4))
+    colors = {4: "tab:blue", 8: "tab:orange", 16: "tab:green"}
     for multiplier, style in (("ecp5", "-o"), ("generic", "--s"), ("lut", ":^")):
         for bits in BITS:
             points = sorted((r["size"], r["fmax_mhz"], derived(r)["gops"]) for r in records
                             if r["multiplier"] == multiplier and r["bits"] == bits
                             and r.get("fmax_mhz"))
             if points:
-                sizes = [f"{s}x{s}" for s, _, _ in points]
+                sizes = [size for size, _, _ in points]
                 label = f"int{bits}, {multiplier}"
-                ax_f.plot(sizes, [f for _, f, _ in points], style, label=label)
-                ax_g.plot(sizes, [g for _, _, g in points], style, label=label)
+                color = colors.get(bits)
+                ax_f.plot(sizes, [f for _, f, _ in points], style, color=color, label=label)
+                ax_g.plot(sizes, [g for _, _, g in points], style, color=color, label=label)
     ax_f.axhline(150, color="grey", linewidth=0.8)
     ax_f.set(title="Fmax, LFE5U-85F speed 6 (nextpnr)", xlabel="array", ylabel="MHz")
     ax_g.set(title="Peak throughput 2·R·C·Fmax", xlabel="array", ylabel="GOPS", yscale="log")
     for ax in (ax_f, ax_g):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(SIZES, [f"{s}x{s}" for s in SIZES])
+        ax.minorticks_off()
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
