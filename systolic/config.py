@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from .params import check_int, check_operand_bits, sum_of_products_bits
+from .pe import check_multiplier
 
 __all__ = ["AcceleratorConfig", "PARAM_FIELD_BITS"]
 
@@ -23,7 +24,9 @@ class AcceleratorConfig:
     values), a weight-buffer row one row of a weight tile (``cols`` values), an
     accumulator row ``cols`` partial sums, a parameter row ``cols`` channels of
     (bias, multiplier, shift). Main memory is a word array of ``bus_bytes`` bytes per
-    word; every tensor row starts on a word and occupies whole words.
+    word; every tensor row starts on a word and occupies whole words. ``multiplier`` and
+    ``lut_multiplier_rows`` choose the PE multipliers (see :class:`~systolic.pe.ProcessingElement`;
+    ``"ecp5"`` places MULT18X18D blocks for synthesis and cannot be simulated).
     """
     rows: int = 8
     cols: int = 8
@@ -40,6 +43,8 @@ class AcceleratorConfig:
     memory_words: int = 1 << 16
     command_depth: int = 4096
     watchdog_cycles: int = 1 << 20
+    multiplier: str = "generic"
+    lut_multiplier_rows: int = 0
 
     def __post_init__(self):
         check_int("rows", self.rows, minimum=1, maximum=128)
@@ -55,6 +60,8 @@ class AcceleratorConfig:
         check_int("memory_read_latency", self.memory_read_latency, minimum=1, maximum=64)
         check_int("memory_words", self.memory_words, minimum=1, maximum=1 << 31)
         check_int("watchdog_cycles", self.watchdog_cycles, minimum=16, maximum=1 << 32)
+        check_multiplier(self.multiplier)
+        check_int("lut_multiplier_rows", self.lut_multiplier_rows, minimum=0, maximum=self.rows)
 
     @property
     def array_acc_bits(self):

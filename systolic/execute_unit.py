@@ -68,7 +68,8 @@ class ExecuteUnit(wiring.Component):
         config = self.config
         m.submodules.array = array = SystolicArray(
             rows=config.rows, cols=config.cols, weight_bits=config.weight_bits,
-            act_bits=config.act_bits, acc_bits=config.array_acc_bits, output_buffer=False)
+            act_bits=config.act_bits, acc_bits=config.array_acc_bits, output_buffer=False,
+            multiplier=config.multiplier, lut_multiplier_rows=config.lut_multiplier_rows)
         m.submodules.weight_reader = weight_reader = BufferReader(
             width=config.row_bits("weight"), depth=config.weight_buffer_rows)
         m.submodules.input_reader = input_reader = BufferReader(

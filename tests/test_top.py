@@ -133,3 +133,11 @@ def test_first_block_streams_in_two_pieces():
     np.testing.assert_array_equal(out, a @ w)
     assert job.plan.blocks == 1 and job.plan.block_rows == 200
     assert abs(estimate_cycles(config, job.plan, False) - result.cycles) <= 0.05 * result.cycles
+
+
+def test_lut_multiplier_rows_compute_the_same_results():
+    config = dataclasses.replace(SMALL, lut_multiplier_rows=2)
+    rng = np.random.default_rng(14)
+    a, w = random_matrix(rng, (9, 7), 8), random_matrix(rng, (7, 6), 8)
+    out, _, _ = run_gemm_job(config, a, w)
+    np.testing.assert_array_equal(out, a @ w)
