@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from systolic.array import SystolicArray
-from systolic.params import signed_range
+from sw_driver.validate import check_signed_bits
 
 from .streams import CycleCounter, simulate, stream_get, stream_put
 
@@ -28,13 +28,6 @@ class ArrayRun:
         return self.macs / (self.cycles * self.rows * self.cols)
 
 
-def check_operand(name, values, bits):
-    lo, hi = signed_range(bits)
-    if values.size and (values.min() < lo or values.max() > hi):
-        raise ValueError(f"{name} has values outside the signed {bits}-bit range [{lo}, {hi}]: "
-                         f"min {values.min()}, max {values.max()}")
-
-
 def check_gemm_operands(a, w, *, rows, cols, weight_bits, act_bits):
     """Validate one tile ``a (M x K) @ w (K x N)``; return both as int64."""
     a, w = np.asarray(a), np.asarray(w)
@@ -44,8 +37,8 @@ def check_gemm_operands(a, w, *, rows, cols, weight_bits, act_bits):
         raise ValueError(f"weight tile {w.shape} does not fit a {rows}x{cols} array")
     if not (np.issubdtype(a.dtype, np.integer) and np.issubdtype(w.dtype, np.integer)):
         raise TypeError("operands must be integer arrays")
-    check_operand("activations", a, act_bits)
-    check_operand("weights", w, weight_bits)
+    check_signed_bits("activations", a, act_bits)
+    check_signed_bits("weights", w, weight_bits)
     return a.astype(np.int64), w.astype(np.int64)
 
 

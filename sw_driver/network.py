@@ -23,12 +23,12 @@ from tqdm import tqdm
 from . import reference
 from .lowering import conv2d_reference, linear_reference
 
-__all__ = ["LayerRecord", "NetworkRun", "LayerCache", "synthetic_inputs", "reference_output",
+__all__ = ["LayerResult", "NetworkRun", "LayerCache", "synthetic_inputs", "reference_output",
            "reference_outputs", "run_layer", "run_network"]
 
 
 @dataclass
-class LayerRecord:
+class LayerResult:
     """What one layer did: shapes, work, the device's statistics and the check's verdict.
 
     ``check`` is ``"pass"``, ``"fail"`` or ``"skipped"`` (checking turned off, or a layer
@@ -154,7 +154,7 @@ class LayerCache:
             if str(stored["key"]) != key:
                 return None
             output = stored["output"].astype(np.int64)
-        record = LayerRecord.from_json(meta["record"]) if meta.get("record") else None
+        record = LayerResult.from_json(meta["record"]) if meta.get("record") else None
         if record is not None:
             record.cached = True
         return output, record
@@ -244,10 +244,10 @@ def _compare(record, output, expected):
 
 
 def run_layer(node, inputs, device, *, check=True, weight_bits=8, act_bits=8):
-    """Run one node (conv/fc on ``device``, others on the host); return ``(output, LayerRecord)``."""
+    """Run one node (conv/fc on ``device``, others on the host); return ``(output, LayerResult)``."""
     input_shapes = [np.shape(x) for x in inputs]
     output_shape = node.output_shape(*input_shapes)
-    record = LayerRecord(
+    record = LayerResult(
         name=node.name, kind=node.kind, where="host", input_shape=tuple(input_shapes[0]),
         output_shape=tuple(output_shape), macs=node.macs(*input_shapes),
         min_bytes=_min_bytes(node, input_shapes, output_shape, weight_bits, act_bits),

@@ -117,5 +117,5 @@ def test_bad_parameters_raise_value_error(kwargs, message):
 
 
 def test_out_of_range_operands_are_refused_before_simulation():
-    with pytest.raises(ValueError, match="activations has values outside the signed 4-bit"):
+    with pytest.raises(ValueError, match="activations does not fit signed 4 bits"):
         run_array_gemm(np.array([[8]]), np.array([[1]]), rows=1, cols=1, act_bits=4)

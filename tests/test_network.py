@@ -8,7 +8,7 @@ import pytest
 from sw_driver import Device
 from sw_driver.lowering import conv2d_reference
 from sw_driver.models import build_resnet
-from sw_driver.network import (LayerCache, LayerRecord, reference_output, reference_outputs,
+from sw_driver.network import (LayerCache, LayerResult, reference_output, reference_outputs,
                                run_network, synthetic_inputs)
 
 from .fake_layer_api import FAKE_STALLS, fake_cycles, install
@@ -120,7 +120,7 @@ def test_resume_ignores_a_cache_of_other_weights(graph, monkeypatch, tmp_path):
 def test_cache_round_trip_keeps_values_and_narrows_files(tmp_path):
     cache = LayerCache(tmp_path)
     output = np.array([[-128, 127], [0, 5]], np.int64)
-    record = LayerRecord("x", "conv", "device", (1, 2), (2, 2), 10, 20, (2, 1, 2), cycles=7)
+    record = LayerResult("x", "conv", "device", (1, 2), (2, 2), 10, 20, (2, 1, 2), cycles=7)
     cache.save("a/b", "key1", output, record)
     assert np.load(tmp_path / "a_b.npz")["output"].dtype == np.int8
     loaded, loaded_record = cache.load("a/b", "key1")

@@ -6,7 +6,7 @@ import json
 import matplotlib.image
 import pytest
 
-from sw_driver.network import LayerRecord
+from sw_driver.network import LayerResult
 from sw_driver.report import format_table, layer_rows, write_layers_csv, write_report
 from sw_driver.scalesim import ws_cycles
 
@@ -17,13 +17,13 @@ def conv_record(name, macs=4096, cycles=100, **changes):
                   cycles=cycles, utilization=None if not cycles else macs / (cycles * 16),
                   bytes_moved=1024, stalls={"stall_load": 5}, check="pass", backend="fake")
     fields.update(changes)
-    return LayerRecord(**fields)
+    return LayerResult(**fields)
 
 
 RECORDS = [
     conv_record("conv1"),
     conv_record("conv2", macs=8192, cycles=1024, stalls={"stall_store": 2}, check="fail"),
-    LayerRecord("pool1", "maxpool", "host", (1, 16, 4, 4), (1, 16, 2, 2), 0, 320),
+    LayerResult("pool1", "maxpool", "host", (1, 16, 4, 4), (1, 16, 2, 2), 0, 320),
 ]
 
 
