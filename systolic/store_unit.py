@@ -118,7 +118,7 @@ class StoreUnit(wiring.Component):
         config = self.config
         acc = data.View(data.ArrayLayout(signed(config.acc_bits), config.cols),
                         reader.rows.payload.data)
-        rows = stream.Signature(unsigned_bits(config)).create()
+        rows = stream.Signature(post_processed_row_bits(config)).create()
         raw = Signal(data.ArrayLayout(signed(config.acc_bits), config.cols))
         for c in range(config.cols):
             m.d.comb += raw[c].eq(acc[c] + params.bias[c])
@@ -171,6 +171,6 @@ class StoreUnit(wiring.Component):
         return finishing
 
 
-def unsigned_bits(config):
+def post_processed_row_bits(config):
     """Width of a post-processed row before it is split into words."""
     return max(config.row_bits("output"), config.row_bits("raw"))

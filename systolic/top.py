@@ -1,6 +1,6 @@
 """The accelerator top: command memory, dispatcher, load/execute/store units and buffers."""
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -60,6 +60,8 @@ class Accelerator(wiring.Component):
         self.config = config = config or AcceleratorConfig()
         self.counter_names = list(COUNTER_NAMES)
         tag = read_tag_layout(config)
+        # Created here, not in elaborate(), so testbenches can reach its contents.
+        self.command_memory = Memory(shape=INSTRUCTION_BITS, depth=config.command_depth, init=[])
         super().__init__({
             "cmd_addr": In(16), "cmd_wdata": In(INSTRUCTION_BITS), "cmd_we": In(1),
             "start": In(1), "cmd_count": In(16),
@@ -82,8 +84,9 @@ class Accelerator(wiring.Component):
         self.units = {"dispatcher": dispatcher, "load": load, "execute": execute, "store": store}
 
         self._command_memory(m, dispatcher)
-        for name, unit in (("load", load), ("execute", execute), ("store", store)):
-            self._queue(m, name, getattr(dispatcher, name), unit.insn)
+        queues = [self._queue(m, name, getattr(dispatcher, name), unit.insn)
+                  for name, unit in (("load", load), ("execute", execute), ("store", store))]
+        queued = Cat(queue.r_rdy for queue in queues).any()
         self._tokens(m, load, execute, store)
         self._buffers(m, load, execute, store)
 
@@ -95,7 +98,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             dispatcher.start.eq(self.start), dispatcher.count.eq(self.cmd_count),
             dispatcher.units_idle.eq(~(load.busy | execute.busy | store.busy)
-                                     & ~self._queues_busy),
+                                     & ~queued),
             dispatcher.unit_error.eq(unit_error),
             dispatcher.unit_error_code.eq(ErrorCode.DRAM_RANGE),
             dispatcher.progress.eq(self.read_response.valid | self.write_request.valid
@@ -108,9 +111,7 @@ class Accelerator(wiring.Component):
         return m
 
     def _command_memory(self, m, dispatcher):
-        m.submodules.command_memory = memory = Memory(
-            shape=INSTRUCTION_BITS, depth=self.config.command_depth, init=[])
-        self.command_memory = memory
+        m.submodules.command_memory = memory = self.command_memory
         write = memory.write_port()
         read = memory.read_port()
         m.d.comb += [write.addr.eq(self.cmd_addr), write.data.eq(self.cmd_wdata),
@@ -124,8 +125,7 @@ class Accelerator(wiring.Component):
                      producer.ready.eq(queue.w_rdy),
                      consumer.payload.eq(queue.r_data), consumer.valid.eq(queue.r_rdy),
                      queue.r_en.eq(consumer.ready)]
-        busy = getattr(self, "_queues_busy", 0)
-        self._queues_busy = busy | queue.r_rdy
+        return queue
 
     def _tokens(self, m, load, execute, store):
         """Four up/down token counters between neighbouring units."""
