@@ -2,11 +2,11 @@
 
 Designs:
 
-- ``array``: a ``rows x cols`` :class:`~systolic.array.SystolicArray` fed every cycle
+- ``array``: a ``rows x cols`` :class:`~systolic.accelerator.array.SystolicArray` fed every cycle
   by an on-chip pseudo-random generator (no Python per cycle), wrapped in the harness
   port contract. Its one command is the number of cycles to run; its counters hold a
   checksum of every partial sum, so backends can be compared exactly.
-- ``toy``: the small copy/add engine of ``tests/toy_harness.py``.
+- ``toy``: the small copy/add engine of ``tests/helpers/toy_harness.py``.
 - ``harness``: the real ``sim.harness_top.HarnessTop(AcceleratorConfig(rows, cols))``
   running ``--workload``: ``gemm`` (a random int8 ``--gemm M,K,N`` product laid out by
   ``sw_driver.gemm.build_gemm``) or ``module:function`` naming a function
@@ -35,7 +35,7 @@ from amaranth.lib.memory import Memory
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from sim.backends import SimulationTimeout, get_backend  # noqa: E402
-from systolic.array import SystolicArray  # noqa: E402
+from systolic.accelerator.array import SystolicArray  # noqa: E402
 from sim.harness_top import harness_ports
 
 COUNTERS = ["cycles", "activations", "psums", "checksum"]
@@ -66,7 +66,7 @@ class LfsrArrayTop(wiring.Component):
     Parameters
     ----------
     rows, cols, weight_bits, act_bits : int
-        Passed to :class:`~systolic.array.SystolicArray`.
+        Passed to :class:`~systolic.accelerator.array.SystolicArray`.
     """
 
     def __init__(self, *, rows=16, cols=16, weight_bits=8, act_bits=8):
@@ -170,7 +170,7 @@ def _design(args):
         from tests.toy_harness import ToyHarness, encode
         return ToyHarness, lambda cycles: (b"", [encode("WAIT", imm=min(cycles, (1 << 24) - 1)),
                                                  encode("DONE")], cycles + 64)
-    from systolic.config import AcceleratorConfig
+    from systolic.accelerator.config import AcceleratorConfig
     if args.workload == "gemm":
         shape = tuple(int(size) for size in args.gemm.split(","))
         workload = functools.partial(gemm_workload, shape=shape)

@@ -1,6 +1,6 @@
 """Resources and Fmax of the bare array on the LFE5U-85F over sizes and precisions.
 
-Runs ``systolic.synthesis.synthesize`` (Yosys ``synth_ecp5`` and, with ``--pnr``,
+Runs ``systolic.flow.synthesis.synthesize`` (Yosys ``synth_ecp5`` and, with ``--pnr``,
 nextpnr-ecp5 out of context, speed 6) for every (size, bits, multiplier) point, keeps
 each point's result in ``<build>/results.json`` (so an interrupted sweep resumes, and
 long 16x16 runs can go on in the background), and writes ``docs/synthesis.md`` and
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from systolic.synthesis import (ECP5_85K_DSPS, SynthesisError, build_design,  # noqa: E402
+from systolic.flow.synthesis import (ECP5_85K_DSPS, SynthesisError, build_design,  # noqa: E402
                                 lut_rows_for_dsp_budget, parse_stat, run_nextpnr, run_yosys,
                                 to_verilog)
 

@@ -1,10 +1,10 @@
-"""Run GEMM tiles on the bare :class:`~systolic.array.SystolicArray` under Amaranth's simulator."""
+"""Run GEMM tiles on the bare :class:`~systolic.accelerator.array.SystolicArray` under Amaranth's simulator."""
 
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from systolic.array import SystolicArray
+from systolic.accelerator.array import SystolicArray
 from sw_driver.validate import check_signed_bits
 
 from .streams import CycleCounter, simulate, stream_get, stream_put

@@ -5,9 +5,9 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from systolic.config import AcceleratorConfig
-from systolic.isa import INSTRUCTION_BITS
-from systolic.top import Accelerator
+from systolic.accelerator.config import AcceleratorConfig
+from systolic.accelerator.isa import INSTRUCTION_BITS
+from systolic.accelerator.top import Accelerator
 
 __all__ = ["HarnessTop", "harness_ports"]
 
@@ -25,7 +25,7 @@ def harness_ports(word_bits):
 
 
 class HarnessTop(wiring.Component):
-    """:class:`~systolic.top.Accelerator` plus main memory, as every backend simulates it.
+    """:class:`~systolic.accelerator.top.Accelerator` plus main memory, as every backend simulates it.
 
     Main memory is ``config.memory_words`` words of ``config.bus_bytes`` bytes. Reads
     take ``config.memory_read_latency`` cycles and are fully pipelined (one word per

@@ -3,7 +3,7 @@
 import dataclasses
 from dataclasses import dataclass
 
-from systolic.config import AcceleratorConfig
+from systolic.accelerator.config import AcceleratorConfig
 
 __all__ = ["Device", "BACKEND_NAMES"]
 
@@ -58,7 +58,7 @@ class Device:
         return max(minimum, min(1 << 16, (kib * 8192) // row_bits))
 
     def config(self, *, memory_words=1 << 20, command_depth=4096):
-        """The :class:`~systolic.config.AcceleratorConfig` of this device."""
+        """The :class:`~systolic.accelerator.config.AcceleratorConfig` of this device."""
         return AcceleratorConfig(
             rows=self.rows, cols=self.cols, weight_bits=self.weight_bits,
             act_bits=self.act_bits, acc_bits=self.acc_bits, out_bits=self.out_bits,

@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from systolic.isa import FIELDS
+from systolic.accelerator.isa import FIELDS
 
 from .gemm import build_gemm
 from .lowering import exact_matmul

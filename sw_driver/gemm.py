@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from systolic.isa import Buffer
+from systolic.accelerator.isa import Buffer
 
 from .memory_image import MemoryImage, pack_rows, unpack_rows
 from .program import Program

@@ -6,7 +6,7 @@ preceded, in program order, by a matching signal), so that a program built with
 :class:`Program` can neither address outside a buffer nor deadlock.
 """
 
-from systolic.isa import Buffer, Opcode, encode
+from systolic.accelerator.isa import Buffer, Opcode, encode
 
 __all__ = ["Program", "ProgramError"]
 
@@ -19,7 +19,7 @@ class ProgramError(ValueError):
 
 
 class Program:
-    """Builds the instruction stream of one run for an :class:`~systolic.config.AcceleratorConfig`."""
+    """Builds the instruction stream of one run for an :class:`~systolic.accelerator.config.AcceleratorConfig`."""
 
     def __init__(self, config):
         self.config = config

@@ -1,7 +1,7 @@
 """Quantization parameters and integer arithmetic of TFLite / gemmlowp, in numpy.
 
 These functions are the numerical contract of the post-processing gateware
-(:mod:`systolic.requantizer`, :mod:`systolic.residual_add`): the RTL must agree
+(:mod:`systolic.accelerator.requantizer`, :mod:`systolic.blocks.residual_add`): the RTL must agree
 with them bit for bit. They are vectorized (int64 numpy arithmetic, no Python
 loop per element) because the driver also uses them for host-side work.
 
@@ -175,7 +175,7 @@ def output_bounds(qmin, qmax, out_bits=None):
 
 
 def requantize(acc, bias, requant, channel_axis=1, out_bits=None):
-    """Requantize accumulators the way :class:`systolic.requantizer.Requantizer` does.
+    """Requantize accumulators the way :class:`systolic.accelerator.requantizer.Requantizer` does.
 
     ``y = clamp(zp + MBQM(sat32(acc + bias), M0[c], shift[c]), qmin, qmax)``, where MBQM
     is :func:`multiply_by_quantized_multiplier` and ``c`` indexes ``channel_axis`` of

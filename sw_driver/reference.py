@@ -1,7 +1,7 @@
 """Integer numpy references of the pooling and residual-add stages (NCHW layout).
 
-These define what :class:`systolic.pooling.Pooling` and
-:class:`systolic.residual_add.ResidualAdd` compute, bit for bit, and are what the
+These define what :class:`systolic.blocks.pooling.Pooling` and
+:class:`systolic.blocks.residual_add.ResidualAdd` compute, bit for bit, and are what the
 driver runs on the host. All are vectorized; results are int64.
 
 Pooling windows follow ``torch.nn.functional`` geometry: output size

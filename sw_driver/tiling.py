@@ -90,7 +90,7 @@ def estimate_cycles(config, plan, requantize):
     cycle, and the execute unit reuses a slot only after it was stored. Tests compare
     this with the RTL's measured cycles (docs/driver.md gives the difference).
     """
-    from systolic.requantizer import REQUANTIZER_LATENCY
+    from systolic.accelerator.requantizer import REQUANTIZER_LATENCY
     words = config.row_words
     latency = config.memory_read_latency
     array_latency = config.rows + config.cols + 2 + 2          # + accumulator write

@@ -1,10 +1,22 @@
-"""Gateware of the weight-stationary systolic-array accelerator (Amaranth 0.5)."""
+"""Gateware of the weight-stationary systolic-array accelerator (Amaranth 0.5).
 
+Package map (see ``docs/architecture.md``):
+
+- :mod:`systolic.accelerator` -- everything the accelerator top instantiates: the
+  configuration, the instruction set, the interfaces between units, the dispatcher,
+  the load / execute / store units, their buffers and queues, the MAC array and the
+  requantizer.
+- :mod:`systolic.blocks` -- verified stream blocks that the top does not instantiate yet
+  (line buffer, pooling, residual add).
+- :mod:`systolic.flow` -- synthesis and place and route with Yosys / nextpnr.
+- :mod:`systolic.boards` -- board wrappers (the ULX3S self-test bitstream).
+- :mod:`systolic.params` -- parameter checks and integer-range arithmetic.
+"""
+
+from .accelerator import Accelerator, AcceleratorConfig, ProcessingElement, SystolicArray
 from .params import product_range, signed_bits_for, sum_of_products_bits
-from .pe import ProcessingElement
-from .array import SystolicArray
 
 __all__ = [
-    "ProcessingElement", "SystolicArray",
+    "Accelerator", "AcceleratorConfig", "ProcessingElement", "SystolicArray",
     "product_range", "signed_bits_for", "sum_of_products_bits",
 ]

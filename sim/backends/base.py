@@ -87,7 +87,7 @@ class SimulatorToolError(RuntimeError):
 
 def make_top(harness):
     """Instantiate a harness top from a factory (any callable) or an ``AcceleratorConfig``."""
-    from systolic.config import AcceleratorConfig
+    from systolic.accelerator.config import AcceleratorConfig
     if isinstance(harness, AcceleratorConfig):
         from sim.harness_top import HarnessTop
         return HarnessTop(harness)

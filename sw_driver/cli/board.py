@@ -1,6 +1,6 @@
 """``systolic board``: build a self-test bitstream of the array for an FPGA board.
 
-The bitstream runs :class:`systolic.board_selftest.ArraySelfTest` and shows on the
+The bitstream runs :class:`systolic.boards.ArraySelfTest` and shows on the
 LEDs whether the array's checksum equals the one numpy computed at build time (LED 2
 pass, LED 3 fail). It is built with amaranth-boards and the YoWASP tools.
 """
@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from systolic.board_selftest import ArraySelfTest, ULX3SSelfTest
-from systolic.pe import MULTIPLIERS
-from systolic.synthesis import SynthesisError, find_tool, lut_rows_for_dsp_budget
+from systolic.boards import ArraySelfTest, ULX3SSelfTest
+from systolic.accelerator.pe import MULTIPLIERS
+from systolic.flow.synthesis import SynthesisError, find_tool, lut_rows_for_dsp_budget
 
 from . import CliError
 

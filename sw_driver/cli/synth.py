@@ -4,8 +4,8 @@ import json
 import time
 from pathlib import Path
 
-from systolic.pe import MULTIPLIERS
-from systolic.synthesis import (DEFAULT_PART, ECP5_85K_DSPS, ECP5_DSPS, TARGETS,
+from systolic.accelerator.pe import MULTIPLIERS
+from systolic.flow.synthesis import (DEFAULT_PART, ECP5_85K_DSPS, ECP5_DSPS, TARGETS,
                                 SynthesisError, build_design, lut_rows_for_dsp_budget,
                                 synthesize)
 

@@ -1,0 +1,27 @@
+"""The accelerator top and every unit it instantiates.
+
+====================  =====================================================
+module                what it is
+====================  =====================================================
+``config``            :class:`AcceleratorConfig`: every elaboration parameter
+``isa``               the instruction layout, opcodes, error codes
+``interfaces``        named signatures of the ports between units
+``queue``             typed instruction queue
+``top``               :class:`Accelerator`: command memory, dispatcher, units, buffers
+``dispatcher``        fetch, check and dispatch of instructions
+``load_unit``         main memory -> input / weight / parameter buffers
+``execute_unit``      weight preloads and computes on the array -> accumulator
+``store_unit``        accumulator -> requantizer -> main memory
+``buffer_reader``     streams rows out of an on-chip buffer
+``tracker``           fires dependency tokens once work completes
+``array``, ``pe``     the R x C weight-stationary MAC array
+``requantizer``       TFLite-exact requantization (store path)
+====================  =====================================================
+"""
+
+from .array import SystolicArray
+from .config import AcceleratorConfig
+from .pe import ProcessingElement
+from .top import Accelerator
+
+__all__ = ["Accelerator", "AcceleratorConfig", "ProcessingElement", "SystolicArray"]

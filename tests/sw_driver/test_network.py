@@ -1,0 +1,147 @@
+"""The network runner, on a small ResNet-18 with the layer-API test double (tests/helpers/fake_layer_api.py)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sw_driver import Device
+from sw_driver.lowering import conv2d_reference
+from sw_driver.models import build_resnet
+from sw_driver.network import (LayerCache, LayerResult, reference_output, reference_outputs,
+                               run_network, synthetic_inputs)
+
+from tests.helpers.fake_layer_api import FAKE_STALLS, fake_cycles, install
+
+DEVICE = Device(rows=8, cols=16, backend="reference")
+
+
+@pytest.fixture(scope="module")
+def graph():
+    # 64 x 64 keeps every layer of ResNet-18 small.
+    return build_resnet("resnet18", image_size=64)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    return install(monkeypatch)
+
+
+def test_whole_network_matches_the_host_reference(graph, fake):
+    inputs = synthetic_inputs(graph, batch=2, seed=4)
+    run = run_network(graph, DEVICE, inputs=inputs, progress=False)
+    expected = reference_outputs(graph, inputs, names=["fc"])["fc"]
+    np.testing.assert_array_equal(run.output, expected)
+    assert [record.name for record in run.records] == [node.name for node in graph]
+    assert run.batch == 2 and run.failed == []
+    device_layers = [r for r in run.records if r.where == "device"]
+    assert len(device_layers) == len(fake.calls) == 21  # 20 convolutions and fc
+    assert {r.check for r in device_layers} == {"pass"}
+    assert {r.check for r in run.records if r.where == "host"} == {"skipped"}
+
+
+def test_records_carry_the_device_statistics(graph, fake):
+    run = run_network(graph, DEVICE, select="conv3_1.b", batch=2, progress=False)
+    (record,) = run.records
+    assert record.input_shape == (2, 128, 8, 8) and record.output_shape == (2, 128, 8, 8)
+    assert record.gemm_shape == (2 * 8 * 8, 128 * 9, 128)
+    assert record.macs == 2 * 8 * 8 * 128 * 9 * 128
+    assert record.cycles == fake_cycles(128, 1152, 128, 8, 16)
+    assert record.utilization == pytest.approx(record.macs / (record.cycles * 8 * 16))
+    assert record.stalls == FAKE_STALLS and record.backend == "fake"
+    # Least traffic: int8 weights, int32 bias, int8 input and output, each once.
+    assert record.min_bytes == 128 * 1152 + 4 * 128 + 2 * 2 * 128 * 64
+
+
+def test_a_later_layer_gets_its_input_from_the_host_reference(graph, fake):
+    inputs = synthetic_inputs(graph, batch=1, seed=2)
+    run = run_network(graph, DEVICE, select="conv4_1.a", inputs=inputs, progress=False)
+    assert [call[0] for call in fake.calls] == ["conv2d"]  # nothing before it on the device
+    upstream = reference_outputs(graph, inputs, names=["conv3_2.add"])["conv3_2.add"]
+    node = graph.node("conv4_1.a")
+    np.testing.assert_array_equal(run.output, conv2d_reference(
+        upstream, node.weight, node.bias, node.stride, node.padding, requant=node.requant))
+
+
+def test_a_residual_block_runs_both_branches(graph, fake):
+    run = run_network(graph, DEVICE, select="conv3_1", progress=False)
+    assert [r.name for r in run.records] == ["conv3_1.a", "conv3_1.b", "conv3_1.down",
+                                             "conv3_1.add"]
+    assert run.output.shape == (1, 128, 8, 8) and run.failed == []
+
+
+def test_a_wrong_device_result_fails_its_check(graph, monkeypatch):
+    install(monkeypatch, error=1)
+    run = run_network(graph, DEVICE, select="conv2_1.a..conv2_1.b", progress=False)
+    assert [r.check for r in run.records] == ["fail", "fail"]
+    assert run.records[0].mismatches == np.prod(run.records[0].output_shape)
+    assert run.records[0].max_abs_error == 1
+    assert run.failed == ["conv2_1.a", "conv2_1.b"]
+
+
+def test_checking_can_be_turned_off(graph, monkeypatch):
+    install(monkeypatch, error=1)
+    run = run_network(graph, DEVICE, select="conv1", check=False, progress=False)
+    assert run.records[0].check == "skipped" and run.failed == []
+
+
+def test_resume_reuses_cached_layers_and_only_those(graph, monkeypatch, tmp_path):
+    fake = install(monkeypatch)
+    first = run_network(graph, DEVICE, select="conv2_1..conv2_2", cache_dir=tmp_path,
+                        progress=False)
+    assert len(fake.calls) == 4
+    assert (tmp_path / "conv2_1.a.npz").exists() and (tmp_path / "conv1.npz").exists()
+    saved = json.loads((tmp_path / "conv2_1.a.json").read_text())
+    assert saved["record"]["cycles"] == first.records[0].cycles
+    again = install(monkeypatch)
+    second = run_network(graph, DEVICE, select="conv2_1..conv2_2", cache_dir=tmp_path,
+                         resume=True, progress=False)
+    assert again.calls == []
+    assert all(record.cached for record in second.records)
+    assert [r.to_json() | {"cached": False} for r in second.records] == [
+        r.to_json() for r in first.records]
+    np.testing.assert_array_equal(second.output, first.output)
+    # Another device changes the keys of device layers: they run again.
+    third = install(monkeypatch)
+    run_network(graph, Device(rows=4, cols=4, backend="reference"), select="conv2_1..conv2_2",
+                cache_dir=tmp_path, resume=True, progress=False)
+    assert len(third.calls) == 4
+
+
+def test_resume_ignores_a_cache_of_other_weights(graph, monkeypatch, tmp_path):
+    install(monkeypatch)
+    run_network(graph, DEVICE, select="conv1", cache_dir=tmp_path, progress=False)
+    fake = install(monkeypatch)
+    other = build_resnet("resnet18", image_size=64, seed=5, calibration_size=16)
+    run_network(other, DEVICE, select="conv1", cache_dir=tmp_path, resume=True, progress=False)
+    assert len(fake.calls) == 1
+
+
+def test_cache_round_trip_keeps_values_and_narrows_files(tmp_path):
+    cache = LayerCache(tmp_path)
+    output = np.array([[-128, 127], [0, 5]], np.int64)
+    record = LayerResult("x", "conv", "device", (1, 2), (2, 2), 10, 20, (2, 1, 2), cycles=7)
+    cache.save("a/b", "key1", output, record)
+    assert np.load(tmp_path / "a_b.npz")["output"].dtype == np.int8
+    loaded, loaded_record = cache.load("a/b", "key1")
+    np.testing.assert_array_equal(loaded, output)
+    assert loaded.dtype == np.int64 and loaded_record.cycles == 7 and loaded_record.cached
+    assert cache.load("a/b", "other key") is None and cache.load("missing", "key1") is None
+
+
+def test_reference_output_of_every_node_kind(graph):
+    values = reference_outputs(graph, synthetic_inputs(graph, seed=1))
+    pool = reference_output(graph.node("pool1"), [values["conv1"]])
+    assert pool.shape == (1, 64, 16, 16)
+    assert pool[0, 3, 2, 2] == values["conv1"][0, 3, 3:6, 3:6].max()
+    mean = reference_output(graph.node("pool5"), [values["conv5_2.add"]])
+    assert mean.shape == (1, 512, 1, 1)
+    assert abs(mean[0, 7, 0, 0] - values["conv5_2.add"][0, 7].mean()) <= 0.5
+    logits = reference_output(graph.node("fc"), [mean])
+    assert logits.shape == (1, 1000)
+
+
+def test_unknown_selection_is_reported_before_running(graph, fake):
+    with pytest.raises(ValueError, match="unknown layer name.*'conv6_1'"):
+        run_network(graph, DEVICE, select="conv6_1", progress=False)
+    assert fake.calls == []
