@@ -38,14 +38,14 @@ def main():
     seconds = time.time() - started
     exact = np.array_equal(y, conv2d_reference(x, w, bias, 1, pad))
     out = conv_output_size(args.size, k, 1, pad)
-    plan = plan_gemm(device.config(), out * out, c * k * k, c)
+    plan = plan_gemm(device.config, out * out, c * k * k, c)
     print(f"conv {k}x{k}, {c}->{c} channels, {args.size}x{args.size} input, {rows}x{cols} array, "
           f"bus {args.bus_bytes} B/cycle, backend {args.backend}")
     print(f"  check against the integer reference: {'PASS' if exact else 'FAIL'}")
     print(f"  cycles (measured):    {stats.cycles:,}")
     print(f"  ideal MACs / (R*C):   {stats.macs // (rows * cols):,}")
     print(f"  utilization:          {stats.utilization:.2%}")
-    print(f"  tiler estimate:       {estimate_cycles(device.config(), plan, False):,}")
+    print(f"  tiler estimate:       {estimate_cycles(device.config, plan, False):,}")
     print(f"  bytes moved:          {stats.bytes_moved:,}")
     print(f"  stalls:               {stats.stalls}")
     print(f"  wall time:            {seconds:.1f} s (including any model build)")

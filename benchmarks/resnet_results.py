@@ -27,7 +27,7 @@ from sw_driver.scalesim import graph_from_topology, resnet50_v1_topology, ws_cyc
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "docs" / "results"
 FIELDS = ["layer", "in_channels", "M", "K", "N", "macs", "cycles", "utilization", "bytes_moved",
-          "scalesim_cycles", "check", "stall_load", "stall_weights", "stall_store"]
+          "scalesim_cycles", "check", "execute_wait_load", "execute_wait_weights", "execute_wait_store"]
 
 
 def scalesim_cycles(gemm_shape, rows, cols):

@@ -23,9 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from systolic.flow.synthesis import (ECP5_85K_DSPS, SynthesisError, build_design,  # noqa: E402
-                                lut_rows_for_dsp_budget, parse_stat, run_nextpnr, run_yosys,
-                                to_verilog)
+from systolic.flow.nextpnr import ECP5_85K_DSPS  # noqa: E402
+from systolic.flow.synthesis import (SynthesisError, build_design,  # noqa: E402
+                                     choose_multipliers, parse_stat, run_nextpnr, run_yosys,
+                                     to_verilog)
+from systolic.flow.toolchain import ToolNotFound  # noqa: E402
 
 SIZES = (4, 8, 16)
 BITS = (4, 8, 16)
@@ -57,8 +59,19 @@ trade-off figures); edit the template in that script, not this file.
   per PE per cycle); "not placed" marks points that were only synthesized.
 - Command: `{command}`
 - Machine: {machine}.
-- One point by hand: `systolic synth --rows 8 --cols 8 --weight-bits 8 --act-bits 8 --pnr
-  --json report.json` (add `--multiplier generic|lut`, `--lut-rows N`, `--target ice40`).
+- One point by hand: `systolic synth --array 8x8 --weight-bits 8 --act-bits 8 --pnr
+  --json report.json` (add `--multiplier generic|lut`, `--lut-rows N` or `--dsp-budget N`,
+  `--target ice40`, `--part 25k`).
+- The whole accelerator: `systolic synth --design top --array 8x8` takes the same
+  multiplier options (`--multiplier auto` is `ecp5` for `--target ecp5`, with the part's
+  DSP count as the budget of the top's R x C PEs, one DSP each) and `--acc-bits`,
+  `--bus-bytes`; the tables here are the bare array only.
+- Code: `systolic.flow.synthesis` (Yosys, the designs, the multiplier choice),
+  `systolic.flow.nextpnr` (parts, nextpnr's command line and report),
+  `systolic.flow.bitstream` (boards, PLL, amaranth-boards build) and
+  `systolic.flow.toolchain`, which finds every tool: the variable `YOSYS`,
+  `NEXTPNR_ECP5`, `NEXTPNR_ICE40`, `ECPPACK` or `ECPPLL` if set, else `yowasp-<tool>`
+  beside the running Python, else `yowasp-<tool>` or `<tool>` on PATH.
 
 ## Multiplier `ecp5`: MULT18X18D with its own input and output registers
 
@@ -110,7 +123,7 @@ trade-off figures); edit the template in that script, not this file.
 
 ## Board self-test
 
-`systolic board --board ulx3s-85f --rows 8 --cols 8` builds `build/board/selftest.bit`
+`systolic board --board ulx3s-85f --array 8x8` builds `build/board/selftest.bit`
 (amaranth-boards' ULX3S-85F platform, YoWASP Yosys / nextpnr-ecp5 / ecppack, a PLL from
 the 25 MHz oscillator to `--freq`, default 50 MHz). The bitstream streams pseudo-random
 weight tiles and activations (xorshift32 per lane) through the array and folds every
@@ -198,7 +211,9 @@ def synthesize_point(design, workdir, pnr, freq):
 
 def run_point(size, bits, multiplier, pnr, freq, build):
     """Synthesize (and place and route) one point; never raises, records errors."""
-    lut_rows = 0 if multiplier == "lut" else lut_rows_for_dsp_budget(size, size, ECP5_85K_DSPS)
+    # As `systolic synth` picks them: the fewest LUT rows within the 85k's DSPs.
+    _, lut_rows = choose_multipliers("ecp5", rows=size, cols=size, part="85k",
+                                     multiplier=multiplier)
     record = {"size": size, "bits": bits, "multiplier": multiplier, "lut_rows": lut_rows,
               "pnr": pnr, "freq_target_mhz": freq}
     try:
@@ -207,7 +222,7 @@ def run_point(size, bits, multiplier, pnr, freq, build):
         workdir = Path(build) / point_key(size, bits, multiplier).replace("/", "_")
         result, timing = synthesize_point(design, workdir, pnr, freq)
         record.update(result.as_dict(), **timing)
-    except (SynthesisError, ValueError) as error:
+    except (SynthesisError, ToolNotFound, ValueError) as error:
         record["error"] = str(error).split(" (log:")[0]
     return record
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from systolic.accelerator.array import SystolicArray
-from sw_driver.validate import check_signed_bits
+from systolic.params import check_signed_bits
 
 from .streams import CycleCounter, simulate, stream_get, stream_put
 

@@ -6,7 +6,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from systolic.accelerator.config import AcceleratorConfig
-from systolic.accelerator.isa import INSTRUCTION_BITS
+from systolic.accelerator.isa import (COMMAND_COUNT_BITS, COUNTER_BITS, COUNTER_SELECT_BITS,
+                                      DRAM_ADDR_BITS, ERROR_CODE_BITS, INSTRUCTION_BITS)
 from systolic.accelerator.top import Accelerator
 
 __all__ = ["HarnessTop", "harness_ports"]
@@ -15,12 +16,12 @@ __all__ = ["HarnessTop", "harness_ports"]
 def harness_ports(word_bits):
     """The port contract every simulation backend drives (see ``sim/backends``)."""
     return {
-        "host_addr": In(32), "host_wdata": In(word_bits), "host_we": In(1),
+        "host_addr": In(DRAM_ADDR_BITS), "host_wdata": In(word_bits), "host_we": In(1),
         "host_rdata": Out(word_bits),
-        "cmd_addr": In(16), "cmd_wdata": In(INSTRUCTION_BITS), "cmd_we": In(1),
-        "start": In(1), "cmd_count": In(16),
-        "done": Out(1), "error": Out(1), "error_code": Out(8),
-        "counter_sel": In(8), "counter_value": Out(64),
+        "cmd_addr": In(COMMAND_COUNT_BITS), "cmd_wdata": In(INSTRUCTION_BITS), "cmd_we": In(1),
+        "start": In(1), "cmd_count": In(COMMAND_COUNT_BITS),
+        "done": Out(1), "error": Out(1), "error_code": Out(ERROR_CODE_BITS),
+        "counter_sel": In(COUNTER_SELECT_BITS), "counter_value": Out(COUNTER_BITS),
     }
 
 
@@ -66,7 +67,7 @@ class HarnessTop(wiring.Component):
             self.counter_value.eq(accelerator.counter_value),
         ]
         # Accelerator reads: a synchronous read, then latency - 1 pipeline stages.
-        request = accelerator.read_request
+        request = accelerator.memory_read.request
         read = memory.read_port()
         m.d.comb += [request.ready.eq(1), read.addr.eq(request.payload.addr)]
         valid, tag = Signal(), Signal.like(request.payload.tag)
@@ -78,12 +79,12 @@ class HarnessTop(wiring.Component):
             data_next = Signal.like(data, name=f"read_data{stage}")
             m.d.sync += [valid_next.eq(valid), tag_next.eq(tag), data_next.eq(data)]
             valid, tag, data = valid_next, tag_next, data_next
-        response = accelerator.read_response
+        response = accelerator.memory_read.response
         m.d.comb += [response.valid.eq(valid), response.payload.tag.eq(tag),
                      response.payload.data.eq(data)]
 
         # Accelerator writes and host writes share one write port (never at once).
-        write = accelerator.write_request
+        write = accelerator.memory_write.request
         write_port = memory.write_port()
         m.d.comb += [
             write.ready.eq(1),

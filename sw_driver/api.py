@@ -1,48 +1,15 @@
 """Public layer API: ``conv2d`` and ``linear`` on the simulated accelerator."""
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from .device import Device
+from .execution import run_gemm
+from .stats import LayerStats
 from .lowering import conv_output_size, im2col, unlower, weight_matrix
 from .validate import (check_conv_params, check_conv_shapes, check_linear_shapes,
                        check_signed_bits)
 
 __all__ = ["LayerStats", "conv2d", "linear"]
-
-
-@dataclass
-class LayerStats:
-    """Per-layer statistics of one run.
-
-    ``cycles`` is measured on the simulated RTL (``None`` on the reference backend);
-    ``utilization = macs / (cycles * rows * cols)``; ``bytes_moved`` counts every
-    main-memory word read or written, times the bus width; ``stalls`` holds the
-    accelerator's stall counters (cycles without an activation entering the array,
-    by cause) and ``counters`` all raw performance counters.
-    """
-    macs: int
-    rows: int
-    cols: int
-    cycles: int | None = None
-    bytes_moved: int | None = None
-    stalls: dict = field(default_factory=dict)
-    counters: dict = field(default_factory=dict)
-    backend: str = "reference"
-    runs: int = 0
-
-    @property
-    def utilization(self):
-        if not self.cycles:
-            return None
-        return self.macs / (self.cycles * self.rows * self.cols)
-
-    def as_dict(self):
-        return {"macs": self.macs, "cycles": self.cycles, "utilization": self.utilization,
-                "bytes_moved": self.bytes_moved, "rows": self.rows, "cols": self.cols,
-                "backend": self.backend, "stalls": dict(self.stalls),
-                "counters": dict(self.counters)}
 
 
 def _check_operands(device, a_name, a, w_name, w):
@@ -82,5 +49,4 @@ def linear(x, weight, bias=None, *, requant=None, device=None):
 
 
 def _gemm(device, a, w, bias, requant):
-    from .execution import run_gemm
     return run_gemm(device, np.ascontiguousarray(a), np.ascontiguousarray(w), bias, requant)

@@ -1,8 +1,8 @@
-"""The hardware configuration a layer runs on."""
+"""The device a layer runs on: one accelerator configuration and a simulation backend."""
 
-import dataclasses
 from dataclasses import dataclass
 
+from sim.backends.base import check_simulatable
 from systolic.accelerator.config import AcceleratorConfig
 
 __all__ = ["Device", "BACKEND_NAMES"]
@@ -10,65 +10,56 @@ __all__ = ["Device", "BACKEND_NAMES"]
 BACKEND_NAMES = ("verilator", "pysim", "cxxrtl", "reference")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Device:
-    """Fixes the accelerator's parameters and the simulation backend.
+    """An :class:`~systolic.accelerator.config.AcceleratorConfig` and the backend that runs it.
+
+    ``Device(rows=16, cols=16, bus_bytes=4, backend="verilator")`` passes every hardware
+    keyword to :class:`AcceleratorConfig` (its defaults are the only ones);
+    ``Device(config)`` takes a ready configuration. ``input_buffer_kib``,
+    ``weight_buffer_kib`` and ``accumulator_kib`` size the buffers in KiB instead of rows.
+    Hardware fields read through: ``device.rows`` is ``device.config.rows``.
 
     Parameters
     ----------
-    rows, cols : int
-        Systolic array size.
-    weight_bits, act_bits : int
-        Signed operand widths (2..16).
-    acc_bits : int
-        Accumulator width (partial sums across K tiles); at most 32.
-    out_bits : int
-        Width of requantized outputs.
-    bus_bytes : int
-        Main-memory bandwidth: one word of this many bytes per cycle, in each direction.
-    input_buffer_kib, weight_buffer_kib, accumulator_kib : int
-        On-chip buffer capacities. Defaults: 256 KiB of inputs (enough for the largest
-        ResNet-50 activation block, 49 x 4608 bytes, in one piece), 64 KiB of weights,
-        64 KiB of accumulator (Gemmini: 256 KiB scratchpad, 64 KiB accumulator).
-    memory_read_latency : int
-        Cycles from a main-memory read request to its data (pipelined).
+    config : AcceleratorConfig, optional
     backend : str
         ``"verilator"`` (compiled RTL), ``"pysim"`` (Amaranth's simulator, the same RTL),
         ``"cxxrtl"``, or ``"reference"`` (numpy only: exact results, no cycle counts).
     """
-    rows: int = 8
-    cols: int = 8
-    weight_bits: int = 8
-    act_bits: int = 8
-    acc_bits: int = 32
-    out_bits: int = 8
-    bus_bytes: int = 16
-    input_buffer_kib: int = 256
-    weight_buffer_kib: int = 64
-    accumulator_kib: int = 64
-    memory_read_latency: int = 4
-    backend: str = "verilator"
+    config: AcceleratorConfig
+    backend: str
 
-    def __post_init__(self):
-        if self.backend not in BACKEND_NAMES:
-            raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKEND_NAMES}")
-        self.config()       # validates every hardware parameter
+    def __init__(self, config=None, *, backend="verilator", input_buffer_kib=None,
+                 weight_buffer_kib=None, accumulator_kib=None, **hardware):
+        if backend not in BACKEND_NAMES:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {BACKEND_NAMES}")
+        if config is None:
+            config = AcceleratorConfig(**hardware)
+        elif not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"config must be an AcceleratorConfig, not {config!r}")
+        elif hardware:
+            config = config.replace(**hardware)
+        kib = {"input": input_buffer_kib, "weight": weight_buffer_kib,
+               "accumulator": accumulator_kib}
+        kib = {kind: size for kind, size in kib.items() if size is not None}
+        if kib:
+            config = config.with_buffer_kib(**kib)
+        if backend != "reference":
+            check_simulatable(config)
+        object.__setattr__(self, "config", config)
+        object.__setattr__(self, "backend", backend)
 
-    def _rows(self, kib, row_bits, minimum=1):
-        return max(minimum, min(1 << 16, (kib * 8192) // row_bits))
+    def __getattr__(self, name):
+        # Only reached for names that are not fields: the hardware reads through.
+        if name.startswith("_") or name in ("config", "backend"):
+            raise AttributeError(name)
+        try:
+            return getattr(self.config, name)
+        except AttributeError:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}") \
+                from None
 
-    def config(self, *, memory_words=1 << 20, command_depth=4096):
-        """The :class:`~systolic.accelerator.config.AcceleratorConfig` of this device."""
-        return AcceleratorConfig(
-            rows=self.rows, cols=self.cols, weight_bits=self.weight_bits,
-            act_bits=self.act_bits, acc_bits=self.acc_bits, out_bits=self.out_bits,
-            bus_bytes=self.bus_bytes,
-            input_buffer_rows=self._rows(self.input_buffer_kib, self.rows * self.act_bits),
-            weight_buffer_rows=self._rows(self.weight_buffer_kib, self.cols * self.weight_bits,
-                                          minimum=self.rows),
-            accumulator_rows=self._rows(self.accumulator_kib, self.cols * self.acc_bits),
-            param_rows=256, memory_read_latency=self.memory_read_latency,
-            memory_words=memory_words, command_depth=command_depth)
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
+    def replace(self, *, backend=None, **changes):
+        """A copy with another backend and/or hardware fields (or buffer KiB) changed."""
+        return Device(self.config, backend=backend or self.backend, **changes)

@@ -4,18 +4,31 @@ import dataclasses
 
 import numpy as np
 
-from systolic.accelerator.isa import FIELDS
+from sim.backends import run
+from systolic.accelerator.isa import MAX_COMMANDS, ErrorCode
+from systolic.accelerator.top import COUNTER_NAMES
 
-from .gemm import build_gemm
+from .gemm import build_gemm, gemm_instruction_count
 from .lowering import exact_matmul
+from .program import ProgramError
 from .quant import Requant, requantize
-from .tiling import plan_gemm
+from .stats import LayerStats
 
-__all__ = ["run_gemm", "check_accumulator_range", "check_requant"]
+__all__ = ["run_gemm", "check_accumulator_range", "check_requant", "AcceleratorError"]
 
-MAX_INSTRUCTIONS = (1 << FIELDS["rows"][1]) - 1       # cmd_count is a 16-bit port
-COMPILED_MEMORY_WORDS = 1 << 21
-STALL_COUNTERS = ("stall_load", "stall_weights", "stall_store", "load_wait", "store_wait")
+# Cycles a unit waited, by unit and cause (the counters named <unit>_wait_<cause>).
+STALL_COUNTERS = tuple(name for name in COUNTER_NAMES if "_wait_" in name)
+
+
+class AcceleratorError(RuntimeError):
+    """The simulated accelerator stopped with one of its hardware error codes."""
+
+
+def describe_error(code):
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return "unknown error code"
 
 
 def check_accumulator_range(device, w, bias):
@@ -63,60 +76,59 @@ def _reference(a, w, bias, requant):
     return requantize(acc, bias, requant, channel_axis=1)
 
 
-def _column_chunks(device, m, k, n):
-    """Split the N columns so that each run's program fits the command memory."""
-    config = device.config(memory_words=1 << 31, command_depth=1 << 16)
-    plan = plan_gemm(config, m, k, n)
-    per_n_tile = plan.blocks * (3 * plan.k_tiles + 1)
-    fixed = plan.blocks * plan.k_tiles + 4
-    n_tiles = (MAX_INSTRUCTIONS - fixed) // per_n_tile
-    if n_tiles < 1:
-        raise ValueError(f"the layer (M={m}, K={k}, N={n}) needs more than {MAX_INSTRUCTIONS} "
-                         f"instructions per output tile: it cannot be tiled")
-    width = n_tiles * device.cols
+def _column_chunks(config, m, k, n, requantize):
+    """Split the N columns so that each run's program fits the command memory.
+
+    Instruction counts come from the program builder itself; a chunk is a whole number
+    of N tiles, as wide as fits.
+    """
+    limit = min(config.command_depth, MAX_COMMANDS)
+
+    def fits(tiles):
+        return gemm_instruction_count(config, m, k, min(n, tiles * config.cols), requantize) <= limit
+
+    n_tiles = -(-n // config.cols)
+    if fits(n_tiles):
+        return [(0, n)]
+    low, high = 0, n_tiles - 1           # the widest chunk that fits, by bisection
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    if low == 0:
+        raise ProgramError(f"the layer (M={m}, K={k}, N={n}) needs more than {limit} "
+                           f"instructions per output tile: it cannot be tiled")
+    width = low * config.cols
     return [(start, min(n, start + width)) for start in range(0, n, width)]
 
 
-def _pow2_at_least(value, minimum):
-    size = minimum
-    while size < value:
-        size *= 2
-    return size
+def _cycle_budget(job):
+    """A generous bound on a run's cycles, past which it counts as hung (not an estimate)."""
+    config, plan = job.config, job.plan
+    work = plan.steps * (plan.block_rows + 2 * config.rows + config.cols)
+    return 64 * (work + job.image.size // config.bus_bytes) + 100_000
 
 
 def _run_chunk(device, a, w, bias, requant):
-    from sim.backends import run
-    draft = build_gemm(device.config(memory_words=1 << 31, command_depth=1 << 16),
-                       a, w, bias, requant)
-    words = draft.program.words()
-    needed_words = draft.image.size // device.bus_bytes + draft.readback[0][1]
-    if device.backend == "pysim":
-        memories = dict(memory_words=_pow2_at_least(needed_words, 1 << 12),
-                        command_depth=_pow2_at_least(len(words), 1 << 10))
-    else:
-        # Compiled models are built once per configuration: keep sizes fixed and large.
-        memories = dict(memory_words=_pow2_at_least(needed_words, COMPILED_MEMORY_WORDS),
-                        command_depth=MAX_INSTRUCTIONS + 1)
-    config = device.config(**memories)
-    job = dataclasses.replace(draft, config=config)
-    budget = 64 * (draft.plan.steps * (draft.plan.block_rows + 2 * device.rows + device.cols)
-                   + draft.image.size // device.bus_bytes) + 100_000
-    result = run(config, job.image, words, max_cycles=budget, readback=job.readback,
-                 backend=device.backend)
+    job = build_gemm(device.config, a, w, bias, requant)
+    result = run(device.config, job.image, job.program.words(), max_cycles=_cycle_budget(job),
+                 readback=job.readback, backend=device.backend)
     if result.error:
-        raise RuntimeError(f"the accelerator stopped with error code {result.error_code}")
+        raise AcceleratorError(f"the accelerator stopped with error code {result.error_code} "
+                               f"({describe_error(result.error_code)})")
     return job.unpack(result.memory), result.counters
 
 
 def run_gemm(device, a, w, bias, requant):
     """``a (M x K) @ w (K x N) + bias`` (then ``requant``) on ``device``; ``(y, LayerStats)``."""
-    from .api import LayerStats
     m, k = a.shape
     n = w.shape[1]
     check_accumulator_range(device, w, bias)
     if requant is not None:
         requant = check_requant(device, requant, n)
-    chunks = _column_chunks(device, m, k, n)
+    chunks = _column_chunks(device.config, m, k, n, requant is not None)
     stats = LayerStats(macs=m * k * n, rows=device.rows, cols=device.cols, backend=device.backend)
     if device.backend == "reference":
         return _reference(a, w, bias, requant), stats

@@ -4,13 +4,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from systolic.accelerator.isa import Buffer
+from systolic.accelerator.isa import COMMAND_COUNT_BITS, Buffer
 
 from .memory_image import MemoryImage, pack_rows, unpack_rows
 from .program import Program
+from .quant import Requant
 from .tiling import LEAD_ROWS, plan_gemm
 
-__all__ = ["GemmJob", "build_gemm"]
+__all__ = ["GemmJob", "GemmLayout", "build_gemm", "layout_gemm", "gemm_program",
+           "gemm_instruction_count"]
 
 
 @dataclass
@@ -70,34 +72,79 @@ def _param_rows(config, plan, bias, requant):
     return [(padded(bias), 32), (padded(multiplier), 32), (padded(shift), 6)]
 
 
+@dataclass(frozen=True)
+class GemmLayout:
+    """Main-memory word addresses of a GEMM's tensors, in allocation order."""
+    param_addr: int
+    a_addr: int
+    a_words: int
+    w_addr: int
+    w_words: int
+    out_addr: int
+    out_words: int
+    end: int
+
+
+def layout_gemm(config, plan, requantize):
+    """Place parameters, A, W and the output one after another from word 0.
+
+    Raises ``ValueError`` (from :class:`MemoryImage`) when they do not fit ``config.memory_words``.
+    """
+    image = MemoryImage(config.bus_bytes, config.memory_words)
+    a_words, w_words = config.row_words("input"), config.row_words("weight")
+    out_words = config.row_words("output" if requantize else "raw")
+    param_addr = image.allocate(plan.n_tiles * config.row_words("param"), "parameters")
+    a_addr = image.allocate(plan.k_tiles * plan.m * a_words, "activations")
+    w_addr = image.allocate(plan.n_tiles * plan.k_tiles * config.rows * w_words, "weights")
+    out_addr = image.allocate(plan.n_tiles * plan.m * out_words, "outputs")
+    return GemmLayout(param_addr, a_addr, a_words, w_addr, w_words, out_addr, out_words,
+                      image.next_free)
+
+
+def gemm_program(config, plan, layout, requant=None):
+    """The checked command stream of a tiled GEMM laid out as ``layout``."""
+    program = Program(config)
+    program.load(Buffer.PARAM, dram_addr=layout.param_addr, sram_addr=0, rows=plan.n_tiles)
+    if requant is not None:
+        program.config_output(zero_point=requant.zero_point, qmin=requant.qmin, qmax=requant.qmax)
+    _schedule(program, config, plan, layout, requantize=requant is not None)
+    program.done()
+    return program
+
+
+def gemm_instruction_count(config, m, k, n, requantize):
+    """Instructions of the GEMM's program, as the builder emits them (no operands needed)."""
+    plan = plan_gemm(config, m, k, n)
+    layout = layout_gemm(config.replace(memory_words=1 << 31), plan, requantize)
+    probe = config.replace(memory_words=1 << 31, command_depth=1 << COMMAND_COUNT_BITS)
+    requant = Requant(multiplier=np.zeros(1, np.int64), shift=np.zeros(1, np.int64),
+                      zero_point=0, qmin=0, qmax=0) if requantize else None
+    return len(gemm_program(probe, plan, layout, requant))
+
+
 def build_gemm(config, a, w, bias=None, requant=None):
     """Lay out operands in a memory image and emit the tiled command stream.
 
-    ``a``, ``w``, ``bias`` must already be checked (shapes, ranges, overflow).
+    ``a``, ``w``, ``bias`` must already be checked (shapes, ranges, overflow). The program
+    is checked against ``config``, the configuration it will run on.
     """
     m, k = a.shape
     n = w.shape[1]
     plan = plan_gemm(config, m, k, n)
-    a_rows, w_rows = _tile_operands(config, plan, a, w)
-    image = MemoryImage(config.bus_bytes, config.memory_words)
-    word_bytes = config.bus_bytes
-    param_addr, _ = image.place(pack_rows(_param_rows(config, plan, bias, requant), word_bytes),
-                                "parameters")
-    a_addr, a_words = image.place(pack_rows([(a_rows, config.act_bits)], word_bytes), "activations")
-    w_addr, w_words = image.place(pack_rows([(w_rows, config.weight_bits)], word_bytes), "weights")
     requantize = requant is not None
-    out_words = config.row_words("output" if requantize else "raw")
-    out_addr = image.allocate(plan.n_tiles * m * out_words, "outputs")
-
-    program = Program(config)
-    program.load(Buffer.PARAM, dram_addr=param_addr, sram_addr=0, rows=plan.n_tiles)
-    if requantize:
-        program.config_output(zero_point=requant.zero_point, qmin=requant.qmin, qmax=requant.qmax)
-    _schedule(program, config, plan, a_addr, a_words, w_addr, w_words, out_addr, out_words,
-              requantize)
-    program.done()
-    return GemmJob(config=config, plan=plan, program=program, image=image.to_bytes(),
-                   output_addr=out_addr, output_row_words=out_words, requantize=requantize)
+    layout = layout_gemm(config, plan, requantize)
+    program = gemm_program(config, plan, layout, requant)
+    a_rows, w_rows = _tile_operands(config, plan, a, w)
+    image = np.zeros(layout.end * config.bus_bytes, np.uint8)
+    for address, packed in (
+            (layout.param_addr, pack_rows(_param_rows(config, plan, bias, requant), config.bus_bytes)),
+            (layout.a_addr, pack_rows([(a_rows, config.act_bits)], config.bus_bytes)),
+            (layout.w_addr, pack_rows([(w_rows, config.weight_bits)], config.bus_bytes))):
+        start = address * config.bus_bytes
+        image[start:start + packed.size] = packed.reshape(-1)
+    return GemmJob(config=config, plan=plan, program=program, image=image,
+                   output_addr=layout.out_addr, output_row_words=layout.out_words,
+                   requantize=requantize)
 
 
 def _pieces(rows):
@@ -105,8 +152,7 @@ def _pieces(rows):
     return [(start, min(LEAD_ROWS, rows - start)) for start in range(0, rows, LEAD_ROWS)]
 
 
-def _schedule(program, config, plan, a_addr, a_words, w_addr, w_words, out_addr, out_words,
-              requantize):
+def _schedule(program, config, plan, layout, requantize):
     """Emit the loop nest of :mod:`sw_driver.tiling` with its dependency tokens.
 
     Nothing overlaps the first N tile of the first block (the load unit is still bringing
@@ -114,6 +160,8 @@ def _schedule(program, config, plan, a_addr, a_words, w_addr, w_words, out_addr,
     follows the load piece by piece, and each piece of the last step is stored while the
     next one computes.
     """
+    a_addr, a_words, w_addr, w_words = layout.a_addr, layout.a_words, layout.w_addr, layout.w_words
+    out_addr, out_words = layout.out_addr, layout.out_words
     slots, steps = plan.weight_slots, plan.steps
     pairs = plan.blocks * plan.n_tiles
     step = pair = 0

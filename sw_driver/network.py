@@ -1,6 +1,7 @@
 """Run a quantized network graph layer by layer: convolutions and fc on the accelerator, the rest on the host.
 
-Conv and fc nodes go through :func:`sw_driver.conv2d` / :func:`sw_driver.linear` on a
+Conv and fc nodes go through the layer API (:func:`sw_driver.conv2d` /
+:func:`sw_driver.linear`, or any object with those two functions passed as ``layers``) on a
 :class:`~sw_driver.Device`; max pool, global average pool and residual adds run on the host
 with :mod:`sw_driver.reference`. Every device layer is checked against the integer
 reference on the same inputs (``check=False`` skips that). Selecting later layers runs
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import reference
+from . import api, reference
 from .lowering import conv2d_reference, linear_reference
 
 __all__ = ["LayerResult", "NetworkRun", "LayerCache", "synthetic_inputs", "reference_output",
@@ -202,14 +203,13 @@ def reference_outputs(graph, inputs, names=None):
     return {name: values[name] for name in wanted}
 
 
-def _device_call(node, inputs, device):
-    """Run a conv or fc node through the public layer API; returns ``(y, LayerStats)``."""
-    import sw_driver  # looked up at call time so that tests can substitute the layer API
+def _device_call(node, inputs, device, layers):
+    """Run a conv or fc node through the layer API ``layers``; returns ``(y, LayerStats)``."""
     x = _shifted(node, inputs[0])
     if node.kind == "conv":
-        return sw_driver.conv2d(x, node.weight, node.bias, stride=node.stride,
-                                padding=node.padding, requant=node.requant, device=device)
-    return sw_driver.linear(x, node.weight, node.bias, requant=node.requant, device=device)
+        return layers.conv2d(x, node.weight, node.bias, stride=node.stride,
+                             padding=node.padding, requant=node.requant, device=device)
+    return layers.linear(x, node.weight, node.bias, requant=node.requant, device=device)
 
 
 def _min_bytes(node, input_shapes, output_shape, weight_bits, act_bits):
@@ -243,8 +243,9 @@ def _compare(record, output, expected):
     record.check = "fail" if record.mismatches else "pass"
 
 
-def run_layer(node, inputs, device, *, check=True, weight_bits=8, act_bits=8):
-    """Run one node (conv/fc on ``device``, others on the host); return ``(output, LayerResult)``."""
+def run_layer(node, inputs, device, *, check=True, weight_bits=8, act_bits=8, layers=api):
+    """Run one node (conv/fc on ``device`` through ``layers``, others on the host);
+    return ``(output, LayerResult)``."""
     input_shapes = [np.shape(x) for x in inputs]
     output_shape = node.output_shape(*input_shapes)
     record = LayerResult(
@@ -254,7 +255,7 @@ def run_layer(node, inputs, device, *, check=True, weight_bits=8, act_bits=8):
         gemm_shape=_gemm_shape(node, output_shape))
     start = time.perf_counter()
     if node.kind in ("conv", "linear"):
-        output, stats = _device_call(node, inputs, device)
+        output, stats = _device_call(node, inputs, device, layers)
         record.where, record.backend = "device", stats.backend
         record.cycles, record.bytes_moved = stats.cycles, stats.bytes_moved
         record.utilization, record.stalls = stats.utilization, dict(stats.stalls or {})
@@ -278,14 +279,14 @@ def _execution_plan(graph, selected):
 
 
 def run_network(graph, device, *, select=None, batch=1, inputs=None, seed=0, check=True,
-                cache_dir=None, resume=False, progress=True):
+                cache_dir=None, resume=False, progress=True, layers=None):
     """Run the selected layers of ``graph`` (all by default) and check them.
 
     Parameters
     ----------
     graph : sw_driver.models.Graph
     device : sw_driver.Device
-        Passed to :func:`sw_driver.conv2d` / :func:`sw_driver.linear`.
+        Passed to the layer API.
     select : str, optional
         Layer selection (see :func:`sw_driver.models.parse_selection`).
     batch : int
@@ -298,6 +299,9 @@ def run_network(graph, device, *, select=None, batch=1, inputs=None, seed=0, che
         Where finished layers are stored; ``resume`` reuses matching ones.
     progress : bool
         Show a tqdm progress bar.
+    layers : object, optional
+        The layer API: anything with ``conv2d`` and ``linear`` like :mod:`sw_driver.api`
+        (the default), e.g. a test double.
 
     Returns
     -------
@@ -307,7 +311,8 @@ def run_network(graph, device, *, select=None, batch=1, inputs=None, seed=0, che
     if inputs is None:
         inputs = synthetic_inputs(graph, batch, seed)
     order, last_reader = _execution_plan(graph, selected)
-    step = _Step(graph, device, set(selected), check, cache_dir, resume, inputs)
+    step = _Step(graph, device, set(selected), check, cache_dir, resume, inputs,
+                 layers if layers is not None else api)
     values, records = dict(inputs), []
     bar = tqdm(order, desc=graph.name, unit="layer", disable=not progress, leave=False)
     for position, node in enumerate(bar):
@@ -326,8 +331,9 @@ def run_network(graph, device, *, select=None, batch=1, inputs=None, seed=0, che
 class _Step:
     """Produces one node's output: from the cache, the device (selected) or the host reference."""
 
-    def __init__(self, graph, device, chosen, check, cache_dir, resume, inputs):
+    def __init__(self, graph, device, chosen, check, cache_dir, resume, inputs, layers):
         self.graph, self.device, self.chosen, self.check = graph, device, chosen, check
+        self.layers = layers
         self.resume = resume
         self.cache = LayerCache(cache_dir) if cache_dir is not None else None
         self.keys = _graph_keys(graph, inputs, chosen, device, check) if self.cache else {}
@@ -342,7 +348,7 @@ class _Step:
         if selected:
             output, record = run_layer(node, node_inputs, self.device, check=self.check,
                                        weight_bits=self.graph.weight_bits,
-                                       act_bits=self.graph.act_bits)
+                                       act_bits=self.graph.act_bits, layers=self.layers)
         else:
             output, record = reference_output(node, node_inputs), None
         if self.cache:

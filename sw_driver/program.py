@@ -81,7 +81,7 @@ class Program:
         self._check_dram(dram_addr, rows, stride, row_words)
         self._emit(Opcode.LOAD, waits=["execute->load"] * wait,
                    signals=["load->execute"] * signal, wait_next=wait, signal_next=signal,
-                   flags=buffer, rows=rows, sram_addr=sram_addr, dram_addr=dram_addr,
+                   flags={"buffer": buffer}, rows=rows, sram_addr=sram_addr, dram_addr=dram_addr,
                    dram_stride=stride)
 
     def preload(self, sram_addr, *, wait_load=False, wait_store=False, signal_load=False,
@@ -100,7 +100,7 @@ class Program:
         self._check_sram("accumulator", acc_addr, rows, self.config.accumulator_rows)
         self._execute(Opcode.COMPUTE, wait_load, wait_store, signal_load, signal_store,
                       sram_addr=sram_addr, sram_addr2=acc_addr, rows=rows,
-                      flags=int(bool(accumulate)) | (int(bool(switch)) << 1))
+                      flags={"accumulate": bool(accumulate), "switch": bool(switch)})
 
     def _execute(self, opcode, wait_load, wait_store, signal_load, signal_store, **fields):
         waits = ["load->execute"] * wait_load + ["store->execute"] * wait_store
@@ -130,7 +130,7 @@ class Program:
         self._check_dram(dram_addr, rows, stride, row_words)
         self._emit(Opcode.STORE, waits=["execute->store"] * wait,
                    signals=["store->execute"] * signal, wait_prev=wait, signal_prev=signal,
-                   flags=int(bool(requantize)), rows=rows, sram_addr=acc_addr,
+                   flags={"requantize": bool(requantize)}, rows=rows, sram_addr=acc_addr,
                    sram_addr2=param_row, dram_addr=dram_addr, dram_stride=stride)
 
     def done(self):

@@ -6,7 +6,7 @@ Every function raises ``ValueError`` (bad shape, range or parameter) or ``TypeEr
 
 import numpy as np
 
-from systolic.params import signed_range
+from systolic.params import check_signed_bits, signed_range
 
 __all__ = [
     "INT32_RANGE",
@@ -31,22 +31,6 @@ def check_ndim(name, array, ndim, layout):
     """Raise unless ``array`` has ``ndim`` dimensions; ``layout`` (e.g. ``"NCHW"``) names them."""
     if np.ndim(array) != ndim:
         raise ValueError(f"{name} must be {ndim}-D ({layout}), not shape {np.shape(array)}")
-
-
-def check_signed_bits(name, values, bits):
-    """Raise unless every value of ``values`` fits a signed ``bits``-bit integer.
-
-    The message names the tensor, the allowed range and the offending minimum and maximum.
-    """
-    lo, hi = signed_range(bits)
-    array = np.asarray(values)
-    if array.size == 0:
-        return array
-    found_lo, found_hi = array.min(), array.max()
-    if found_lo < lo or found_hi > hi:
-        raise ValueError(f"{name} does not fit signed {bits} bits: allowed [{lo}, {hi}], "
-                         f"found min {found_lo}, max {found_hi}")
-    return array
 
 
 def check_bias(bias, out_channels):

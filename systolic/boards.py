@@ -6,7 +6,7 @@ and folds every result vector into a 32-bit checksum. The expected checksum is c
 in Python at elaboration (:func:`expected_checksum`, numpy arithmetic), so the board
 needs no host: an LED says whether the silicon agrees with numpy.
 :class:`ULX3SSelfTest` puts it on the ULX3S (a PLL for the array clock, LEDs, a button
-to rerun); ``sw_driver/cli/board.py`` builds the bitstream.
+to rerun); :mod:`systolic.flow.bitstream` builds its bitstream (``systolic board``).
 """
 
 import numpy as np

@@ -1,9 +1,11 @@
 """Parameter validation and integer-range arithmetic shared by the gateware and the driver."""
 
+import numpy as np
+
 __all__ = [
     "MIN_OPERAND_BITS", "MAX_OPERAND_BITS",
     "check_int", "check_operand_bits", "signed_range", "signed_bits_for",
-    "product_range", "sum_of_products_bits",
+    "product_range", "sum_of_products_bits", "check_signed_bits",
 ]
 
 MIN_OPERAND_BITS = 2
@@ -51,3 +53,19 @@ def sum_of_products_bits(weight_bits, act_bits, terms):
     """Bits of a signed accumulator that holds any sum of ``terms`` products exactly."""
     p_min, p_max = product_range(weight_bits, act_bits)
     return signed_bits_for(terms * p_min, terms * p_max)
+
+
+def check_signed_bits(name, values, bits):
+    """Raise unless every value of ``values`` fits a signed ``bits``-bit integer.
+
+    The message names the tensor, the allowed range and the offending minimum and maximum.
+    """
+    lo, hi = signed_range(bits)
+    array = np.asarray(values)
+    if array.size == 0:
+        return array
+    found_lo, found_hi = array.min(), array.max()
+    if found_lo < lo or found_hi > hi:
+        raise ValueError(f"{name} does not fit signed {bits} bits: allowed [{lo}, {hi}], "
+                         f"found min {found_lo}, max {found_hi}")
+    return array

@@ -7,18 +7,30 @@ reads the counters and memory back. Cycle ``0`` is the clock edge that samples
 """
 
 import dataclasses
+import functools
+import hashlib
+import importlib.metadata
+import pathlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
+import systolic
+from systolic.accelerator.config import AcceleratorConfig
+from systolic.accelerator.isa import INSTRUCTION_BITS, MAX_COMMANDS
+from systolic.accelerator.top import COUNTER_NAMES
+
+from .. import harness_top
+from ..harness_top import HarnessTop
+
 __all__ = [
     "RunResult", "TopInfo", "SimulationTimeout", "SimulatorToolError",
-    "make_top", "harness_key", "trace_format", "top_info", "RunInputs", "check_inputs",
+    "check_simulatable", "make_top", "harness_key", "trace_format", "top_info", "harness_info", "design_digest",
+    "RunInputs", "check_inputs",
     "fill_readback", "timeout_error",
 ]
 
-COMMAND_BITS = 128
-MAX_COMMANDS = (1 << 16) - 1
+COMMAND_BITS = INSTRUCTION_BITS
 
 
 @dataclass
@@ -85,12 +97,23 @@ class SimulatorToolError(RuntimeError):
     """
 
 
+# PE multipliers the simulators can run (``"ecp5"`` instantiates vendor primitives).
+SIMULATED_MULTIPLIERS = ("generic", "lut")
+
+
+def check_simulatable(config):
+    """Raise ``ValueError`` for a config whose hardware no simulator can run."""
+    if config.multiplier not in SIMULATED_MULTIPLIERS:
+        raise ValueError(f"multiplier {config.multiplier!r} instantiates FPGA primitives that "
+                         f"cannot be simulated; simulate with one of {SIMULATED_MULTIPLIERS} "
+                         f"(the same arithmetic) and synthesize with {config.multiplier!r}")
+    return config
+
+
 def make_top(harness):
     """Instantiate a harness top from a factory (any callable) or an ``AcceleratorConfig``."""
-    from systolic.accelerator.config import AcceleratorConfig
     if isinstance(harness, AcceleratorConfig):
-        from sim.harness_top import HarnessTop
-        return HarnessTop(harness)
+        return HarnessTop(check_simulatable(harness))
     if callable(harness):
         return harness()
     raise TypeError(f"harness must be an AcceleratorConfig or a callable returning a harness top, "
@@ -114,6 +137,32 @@ def harness_key(harness):
     except TypeError:
         return ("id", id(harness))
     return ("value", harness)
+
+
+def harness_info(harness):
+    """:class:`TopInfo` of a harness: from the config alone for an ``AcceleratorConfig``
+    (nothing is elaborated), else read off a fresh top."""
+    if isinstance(harness, AcceleratorConfig):
+        check_simulatable(harness)
+        return TopInfo(word_bits=harness.word_bits, memory_words=harness.memory_words,
+                       command_depth=harness.command_depth, counter_names=tuple(COUNTER_NAMES),
+                       memory_init_zero=True)
+    return top_info(make_top(harness))
+
+
+@functools.cache
+def design_digest():
+    """Hash of everything a config's harness top is made from: the gateware package, the
+    harness top and the Amaranth version. Any edit (even a comment) changes it, so a
+    model keyed by it is never stale."""
+    digest = hashlib.sha256(importlib.metadata.version("amaranth").encode())
+    package = pathlib.Path(systolic.__file__).parent
+    sources = [(path.relative_to(package.parent).as_posix(), path)
+               for path in sorted(package.rglob("*.py"))]
+    sources.append(("sim/harness_top.py", pathlib.Path(harness_top.__file__)))
+    for name, path in sources:
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def top_info(top):

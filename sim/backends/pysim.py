@@ -5,8 +5,10 @@ import time
 
 from amaranth.sim import Simulator
 
-from .base import (RunResult, check_inputs, fill_readback, make_top, timeout_error, top_info,
-                   trace_format)
+from systolic.accelerator.config import AcceleratorConfig
+
+from .base import (RunResult, check_inputs, fill_readback, harness_info, make_top, timeout_error,
+                   top_info, trace_format)
 
 __all__ = ["PysimBackend", "PysimModel"]
 
@@ -26,9 +28,13 @@ class PysimModel:
 
     def __init__(self, factory):
         self.factory = factory
-        # The instance read for ``info`` serves the first run, so it is not left unused.
-        self._spare = make_top(factory)
-        self.info = top_info(self._spare)
+        self._spare = None
+        if isinstance(factory, AcceleratorConfig):
+            self.info = harness_info(factory)
+        else:
+            # The instance read for ``info`` serves the first run, so it is not left unused.
+            self._spare = make_top(factory)
+            self.info = top_info(self._spare)
 
     def run(self, memory_bytes, commands, max_cycles, readback=None, *, trace=None,
             trace_window=None, progress=None):

@@ -3,6 +3,10 @@
 The two subcommands share this module; :mod:`.conv2d` and :mod:`.linear` are the entry
 points that ``COMMANDS`` names. The requantization file is JSON:
 ``{"multiplier": [...], "shift": [...], "zero_point": z, "qmin": a, "qmax": b}``.
+
+Everything the user can get wrong (files, shapes, ranges, parameters, sizes) is checked
+before the layer runs, with the driver's own validation functions; their ``ValueError``
+and ``TypeError`` become :class:`~sw_driver.cli.CliError` here.
 """
 
 import json
@@ -10,11 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..device import BACKEND_NAMES, Device
+from .. import api as layer_api
+from ..execution import check_accumulator_range, check_requant
+from ..lowering import conv2d_reference, conv_output_size, linear_reference
 from ..quant import Requant
-from ..validate import check_conv_params, check_conv_shapes, check_linear_shapes, check_signed_bits
+from ..validate import check_conv_shapes, check_linear_shapes, check_signed_bits
 from . import CliError
-from .common import add_array_arguments, parse_array_size
+from .common import (add_hardware_arguments, check_im2col_size, check_output_file,
+                     device_from_args, int_at_least)
 
 __all__ = ["add_conv2d_arguments", "add_linear_arguments", "run_conv2d", "run_linear",
            "load_array", "load_requant"]
@@ -30,20 +37,16 @@ def _add_common_arguments(parser):
     parser.add_argument("--stats", metavar="STATS.json", help="write cycles, MACs, utilization")
     parser.add_argument("--check", action="store_true",
                         help="compare with the integer reference; exit 1 on a mismatch")
-    add_array_arguments(parser)
-    parser.add_argument("--acc-bits", type=int, default=32, metavar="B",
-                        help="accumulator width (default 32)")
-    parser.add_argument("--bus-bytes", type=int, default=16, metavar="B",
-                        help="memory bus bytes per cycle (default 16)")
-    parser.add_argument("--backend", default="verilator",
-                        help=f"one of {', '.join(BACKEND_NAMES)} (default verilator)")
+    add_hardware_arguments(parser)
 
 
 def add_conv2d_arguments(parser):
     """Arguments of ``systolic conv2d`` (input NCHW, weight OIHW)."""
     _add_common_arguments(parser)
-    parser.add_argument("--stride", type=int, default=1)
-    parser.add_argument("--padding", type=int, default=0)
+    parser.add_argument("--stride", type=int_at_least(1), default=1, metavar="S",
+                        help="stride on both spatial axes (default 1)")
+    parser.add_argument("--padding", type=int_at_least(0), default=0, metavar="P",
+                        help="zero padding on every side, below the kernel size (default 0)")
 
 
 def add_linear_arguments(parser):
@@ -56,11 +59,13 @@ def load_array(path, what):
     try:
         array = np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise CliError(f"{what} file {path} does not exist") from None
-    except (OSError, ValueError) as error:
-        raise CliError(f"{what} file {path} is not a .npy array: {error}") from None
+        raise CliError(f"{what} file {path!r} does not exist") from None
+    except (OSError, ValueError, EOFError) as error:
+        raise CliError(f"{what} file {path!r} is not a .npy array: {error}") from None
+    if not isinstance(array, np.ndarray):
+        raise CliError(f"{what} file {path!r} is not a .npy array (an .npz archive?)")
     if array.dtype.kind not in "iu":
-        raise CliError(f"{what} file {path} must hold integers, not {array.dtype}")
+        raise CliError(f"{what} file {path!r} must hold integers, not {array.dtype}")
     return array.astype(np.int64)
 
 
@@ -70,35 +75,61 @@ def load_requant(path, channels):
         obj = json.loads(Path(path).read_text())
         requant = Requant.from_json(obj)
     except FileNotFoundError:
-        raise CliError(f"requant file {path} does not exist") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise CliError(f"requant file {path} is not valid: {error!r} (expected multiplier, "
+        raise CliError(f"requant file {path!r} does not exist") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CliError(f"requant file {path!r} is not valid: {error!r} (expected multiplier, "
                        f"shift, zero_point, qmin, qmax)") from None
     for name in ("multiplier", "shift"):
         size = np.asarray(getattr(requant, name)).size
         if size not in (1, channels):
-            raise CliError(f"requant file {path}: {name} has {size} values for {channels} "
+            raise CliError(f"requant file {path!r}: {name} has {size} values for {channels} "
                            f"output channels")
     return requant
 
 
-def _device(args):
-    rows, cols = parse_array_size(args.array)
-    # Requantized outputs feed the next layer, so they are as wide as activations.
-    return Device(rows=rows, cols=cols, weight_bits=args.weight_bits, act_bits=args.act_bits,
-                  acc_bits=args.acc_bits, out_bits=args.act_bits, bus_bytes=args.bus_bytes,
-                  backend=args.backend)
+def _checked(check, *args):
+    """Run one of the driver's validation functions; its complaint becomes a :class:`CliError`."""
+    try:
+        return check(*args)
+    except (TypeError, ValueError) as error:
+        raise CliError(str(error)) from None
 
 
-def _load_operands(args, check_shapes):
+def _load_operands(args, check_shapes, device):
+    """Load and check ``x``, the weight, the bias and the requantization against ``device``."""
+    check_output_file(args.output, "--output")
+    if args.stats:
+        check_output_file(args.stats, "--stats")
     x = load_array(args.input, "input")
     weight = load_array(args.weight, "weight")
     bias = load_array(args.bias, "bias") if args.bias else None
-    x, weight, bias = check_shapes(x, weight, bias)
-    check_signed_bits("input", x, args.act_bits)
-    check_signed_bits("weight", weight, args.weight_bits)
-    requant = load_requant(args.requant, weight.shape[0]) if args.requant else None
+    x, weight, bias = _checked(check_shapes, x, weight, bias)
+    _checked(check_signed_bits, "input", x, device.act_bits)
+    _checked(check_signed_bits, "weight", weight, device.weight_bits)
+    channels = weight.shape[0]
+    # Per output channel, the weights of its window: the columns of the GEMM's B.
+    _checked(check_accumulator_range, device, weight.reshape(channels, -1).T, bias)
+    requant = None
+    if args.requant:
+        requant = load_requant(args.requant, channels)
+        _checked(check_requant, device, requant, channels)
     return x, weight, bias, requant
+
+
+def _check_conv_geometry(x, weight, stride, padding):
+    """Refuse padding that only adds zero outputs and layers too large to lower."""
+    n, channels, height, width = x.shape
+    _, _, kh, kw = weight.shape
+    if padding >= max(kh, kw):
+        raise CliError(f"--padding {padding!r} must be smaller than the {kh}x{kw} kernel "
+                       f"(at most {max(kh, kw) - 1}): wider padding only adds outputs that "
+                       f"see nothing but zeros")
+    try:
+        oh = conv_output_size(height, kh, stride, padding)
+        ow = conv_output_size(width, kw, stride, padding)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    check_im2col_size("the convolution", n * oh * ow, channels * kh * kw)
 
 
 def _finish(args, layer, y, stats, expected):
@@ -121,33 +152,31 @@ def _finish(args, layer, y, stats, expected):
     return 0 if ok else 1
 
 
-def _call(function, *args, **kwargs):
-    try:
-        return function(*args, **kwargs)
-    except NotImplementedError as error:
-        raise CliError(f"backend not available: {error}") from None
+def run_conv2d(args, *, layers=None):
+    """Run ``systolic conv2d``.
 
-
-def run_conv2d(args):
-    """Run ``systolic conv2d``."""
-    import sw_driver  # looked up at call time so that tests can substitute the layer API
-    from ..lowering import conv2d_reference
-    check_conv_params(args.stride, args.padding)
-    x, weight, bias, requant = _load_operands(args, check_conv_shapes)
-    device = _device(args)
-    y, stats = _call(sw_driver.conv2d, x, weight, bias, stride=args.stride,
-                     padding=args.padding, requant=requant, device=device)
+    Parameters
+    ----------
+    args : argparse.Namespace
+    layers : object, optional
+        Has ``conv2d`` like :mod:`sw_driver` (the real layer API by default).
+    """
+    layers = layer_api if layers is None else layers
+    device = device_from_args(args)
+    x, weight, bias, requant = _load_operands(args, check_conv_shapes, device)
+    _check_conv_geometry(x, weight, args.stride, args.padding)
+    y, stats = layers.conv2d(x, weight, bias, stride=args.stride, padding=args.padding,
+                             requant=requant, device=device)
     expected = (conv2d_reference(x, weight, bias, args.stride, args.padding, requant=requant)
                 if args.check else None)
     return _finish(args, "conv2d", y, stats, expected)
 
 
-def run_linear(args):
-    """Run ``systolic linear``."""
-    import sw_driver
-    from ..lowering import linear_reference
-    x, weight, bias, requant = _load_operands(args, check_linear_shapes)
-    device = _device(args)
-    y, stats = _call(sw_driver.linear, x, weight, bias, requant=requant, device=device)
+def run_linear(args, *, layers=None):
+    """Run ``systolic linear``; ``layers`` as in :func:`run_conv2d` (its ``linear``)."""
+    layers = layer_api if layers is None else layers
+    device = device_from_args(args)
+    x, weight, bias, requant = _load_operands(args, check_linear_shapes, device)
+    y, stats = layers.linear(x, weight, bias, requant=requant, device=device)
     expected = linear_reference(x, weight, bias, requant=requant) if args.check else None
     return _finish(args, "linear", y, stats, expected)

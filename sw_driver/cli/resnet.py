@@ -4,16 +4,33 @@ Convolutions and fc run on the chosen backend, pooling and residual adds on the 
 every device layer is checked against the integer reference unless ``--no-check``. The
 report folder receives ``layers.csv``, ``roofline.png``, ``utilization.png``,
 ``summary.json`` and a ``cache/`` of finished layers that ``--resume`` reuses.
+
+``--precision B`` is a shorthand for ``--weight-bits B --act-bits B``.
 """
 
 from pathlib import Path
 
-from ..device import BACKEND_NAMES, Device
-from ..models.resnet import RESNET_LAYOUTS, build_resnet
-from . import CliError
-from .common import parse_array_size
+import numpy as np
 
-__all__ = ["add_arguments", "run"]
+from systolic.params import MAX_OPERAND_BITS, MIN_OPERAND_BITS
+
+from ..execution import check_accumulator_range, check_requant
+from ..models.onnx_import import load_onnx
+from ..models.resnet import RESNET_LAYOUTS, build_resnet
+from ..network import run_network
+from ..report import write_report
+from ..scalesim import graph_from_topology, read_topology, topology_from_graph, write_topology
+from . import CliError
+from .common import (add_hardware_arguments, check_im2col_size, check_output_file,
+                     device_from_args, int_at_least)
+
+__all__ = ["add_arguments", "run", "load_graph", "MIN_IMAGE_SIZE", "MAX_IMAGE_SIZE"]
+
+# ResNet halves the image five times: below 32 pixels the last stage sees only padding.
+MIN_IMAGE_SIZE = 32
+# Calibration runs the whole model at this size on the host before anything is checked.
+MAX_IMAGE_SIZE = 1024
+DEFAULT_BITS = 8
 
 
 def add_arguments(parser):
@@ -23,22 +40,23 @@ def add_arguments(parser):
                         help="run the layers of a SCALE-Sim topology instead of --model")
     source.add_argument("--onnx", metavar="MODEL.onnx",
                         help="run a quantized ONNX model (QLinearConv, ...) instead of --model")
-    source.add_argument("--layers", default="all", metavar="SELECTION",
+    source.add_argument("--layers", dest="selection", default="all", metavar="SELECTION",
                         help="e.g. conv2_1..conv3_4, conv1,fc or conv4_2.b (default all)")
-    source.add_argument("--image-size", type=int, default=224, metavar="PIXELS",
-                        help="input height and width of --model (default 224)")
-    source.add_argument("--batch", type=int, default=1, metavar="N")
-    source.add_argument("--seed", type=int, default=0, help="seed of weights and inputs")
-    hardware = parser.add_argument_group("accelerator")
-    hardware.add_argument("--array", default="16x16", metavar="RxC",
-                          help="array size (default 16x16)")
-    hardware.add_argument("--precision", type=int, default=8, metavar="BITS",
-                          help="signed width of weights and activations (default 8)")
-    hardware.add_argument("--acc-bits", type=int, default=32, metavar="BITS")
-    hardware.add_argument("--bus-bytes", type=int, default=16, metavar="B",
-                          help="memory bus bytes per cycle (default 16)")
-    hardware.add_argument("--backend", default="verilator",
-                          help=f"one of {', '.join(BACKEND_NAMES)} (default verilator)")
+    source.add_argument("--image-size", type=int_at_least(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
+                        default=224, metavar="PIXELS",
+                        help=f"input height and width of --model, {MIN_IMAGE_SIZE}.."
+                             f"{MAX_IMAGE_SIZE} (default 224)")
+    source.add_argument("--batch", type=int_at_least(1), default=1, metavar="N",
+                        help="images per run (default 1)")
+    source.add_argument("--seed", type=int_at_least(0), default=0,
+                        help="seed of weights and inputs (default 0)")
+    hardware = add_hardware_arguments(parser, array="16x16")
+    hardware.add_argument("--precision", type=int_at_least(MIN_OPERAND_BITS, MAX_OPERAND_BITS),
+                          default=None, metavar="B",
+                          help="shorthand for --weight-bits B --act-bits B (refused if it "
+                               "contradicts either)")
+    # None until given, so that --precision can tell a contradiction from a default.
+    parser.set_defaults(weight_bits=None, act_bits=None)
     output = parser.add_argument_group("output")
     output.add_argument("--report", default="systolic-report", metavar="DIR",
                         help="report folder (default systolic-report)")
@@ -51,58 +69,149 @@ def add_arguments(parser):
     output.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _resolve_widths(args):
+    """Set ``args.weight_bits`` / ``args.act_bits`` from themselves, ``--precision`` or 8."""
+    explicit = {}
+    for option, dest in (("--weight-bits", "weight_bits"), ("--act-bits", "act_bits")):
+        given = getattr(args, dest)
+        if given is not None and args.precision is not None and given != args.precision:
+            raise CliError(f"--precision {args.precision!r} contradicts {option} {given!r}")
+        value = given if given is not None else args.precision
+        if value is not None:
+            explicit[option] = value
+        setattr(args, dest, DEFAULT_BITS if value is None else value)
+    return explicit
+
+
+def _existing_file(path, what):
+    if not Path(path).is_file():
+        raise CliError(f"{what} file {path!r} does not exist")
+
+
+def _load_onnx(path):
+    # onnx is slow to import and only this option needs it.
+    import onnx
+    from google.protobuf.message import DecodeError
+    _existing_file(path, "ONNX")
+    try:
+        model = onnx.load(path)
+    except (DecodeError, ValueError, OSError) as error:
+        raise CliError(f"ONNX file {path!r} is not an ONNX model: {error}") from None
+    try:
+        return load_onnx(model, name=Path(path).stem)
+    except (TypeError, ValueError) as error:
+        raise CliError(f"ONNX model {path!r} cannot be imported: {error}") from None
+
+
 def load_graph(args):
-    """The graph named by ``--onnx``, ``--topology`` or ``--model``."""
+    """The graph named by ``--onnx``, ``--topology`` or ``--model`` (widths already resolved)."""
     if args.onnx and args.topology:
         raise CliError("give --onnx or --topology, not both")
     if args.onnx:
-        from ..models.onnx_import import load_onnx
-        if not Path(args.onnx).exists():
-            raise CliError(f"ONNX file {args.onnx} does not exist")
-        return load_onnx(args.onnx)
+        return _load_onnx(args.onnx)
     if args.topology:
-        from ..scalesim import graph_from_topology, read_topology
-        if not Path(args.topology).exists():
-            raise CliError(f"topology file {args.topology} does not exist")
-        return graph_from_topology(read_topology(args.topology), name=Path(args.topology).stem,
-                                   seed=args.seed, weight_bits=args.precision,
-                                   act_bits=args.precision)
-    return build_resnet(args.model, seed=args.seed, weight_bits=args.precision,
-                        act_bits=args.precision, image_size=args.image_size)
+        _existing_file(args.topology, "topology")
+        try:
+            return graph_from_topology(read_topology(args.topology),
+                                       name=Path(args.topology).stem, seed=args.seed,
+                                       weight_bits=args.weight_bits, act_bits=args.act_bits)
+        except (TypeError, ValueError) as error:
+            raise CliError(f"topology file {args.topology!r}: {error}") from None
+    return build_resnet(args.model, seed=args.seed, weight_bits=args.weight_bits,
+                        act_bits=args.act_bits, image_size=args.image_size)
+
+
+def _check_widths(graph, explicit):
+    """Refuse widths the user gave that the graph (an ONNX model's int8) does not have."""
+    for option, what, graph_bits in (("--weight-bits", "weights", graph.weight_bits),
+                                     ("--act-bits", "activations", graph.act_bits)):
+        if option in explicit and explicit[option] != graph_bits:
+            raise CliError(f"{option} {explicit[option]!r} contradicts the {graph_bits}-bit "
+                           f"{what} of {graph.name}")
+
+
+def _select(graph, selection):
+    try:
+        names = graph.select(selection)
+    except (TypeError, ValueError) as error:
+        raise CliError(str(error)) from None
+    if not names:
+        raise CliError(f"--layers {selection!r} selects no layer of {graph.name}")
+    return names
+
+
+def _check_layers(graph, names, batch, device):
+    """Refuse what would fail mid-run: shapes that do not work, convolutions too large to
+    lower, and device layers that could overflow the accumulator or the output range."""
+    try:
+        shapes = graph.shapes(batch)
+    except ValueError as error:
+        raise CliError(f"{graph.name} does not work on its input: {error}") from None
+    chosen = set(names)
+    to_run = chosen | graph.ancestors(names)
+    for node in graph:
+        if node.kind not in ("conv", "linear") or node.name not in to_run:
+            continue
+        channels = node.weight.shape[0]
+        if node.kind == "conv":
+            check_im2col_size(f"{node.name} at batch {batch}",
+                              int(np.prod(shapes[node.name])) // channels,
+                              int(np.prod(node.weight.shape[1:])))
+        if node.name in chosen:
+            try:
+                check_accumulator_range(device, node.weight.reshape(channels, -1).T, node.bias)
+                if node.requant is not None:
+                    check_requant(device, node.requant, channels)
+            except (TypeError, ValueError) as error:
+                raise CliError(f"{node.name}: {error}") from None
+
+
+def _check_report_folder(path):
+    if path.exists() and not path.is_dir():
+        raise CliError(f"--report {str(path)!r} is a file, not a folder")
+    existing = next(parent for parent in path.parents if parent.exists())
+    if not existing.is_dir():
+        raise CliError(f"--report {str(path)!r}: {str(existing)!r} is a file, not a folder")
 
 
 def _export_topology(graph, names, path, batch):
-    from ..scalesim import topology_from_graph, write_topology
     chosen = set(names)
     layers = [layer for layer in topology_from_graph(graph, batch) if layer.name in chosen]
     write_topology(path, layers)
     print(f"wrote {len(layers)} layers to {path}")
 
 
-def run(args):
-    from ..network import run_network
-    from ..report import write_report
-    rows, cols = parse_array_size(args.array)
-    if args.batch < 1:
-        raise CliError(f"--batch must be at least 1, not {args.batch}")
+def run(args, *, layers=None):
+    """Run ``systolic resnet``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+    layers : object, optional
+        Has ``conv2d`` and ``linear`` like :mod:`sw_driver`; passed to
+        :func:`~sw_driver.network.run_network` (``None``: the real layer API).
+    """
+    explicit = _resolve_widths(args)
+    device = device_from_args(args)
+    report = Path(args.report)
+    _check_report_folder(report)
+    if args.export_topology:
+        check_output_file(args.export_topology, "--export-topology")
     graph = load_graph(args)
-    device = Device(rows=rows, cols=cols, weight_bits=graph.weight_bits,
-                    act_bits=graph.act_bits, out_bits=graph.act_bits, acc_bits=args.acc_bits,
-                    bus_bytes=args.bus_bytes, backend=args.backend)
-    names = graph.select(args.layers)
+    _check_widths(graph, explicit)
+    names = _select(graph, args.selection)
+    _check_layers(graph, names, args.batch, device)
     if args.export_topology:
         _export_topology(graph, names, args.export_topology, args.batch)
-    report = Path(args.report)
-    try:
-        result = run_network(graph, device, select=args.layers, batch=args.batch, seed=args.seed,
-                             check=not args.no_check, cache_dir=report / "cache",
-                             resume=args.resume, progress=not args.no_progress)
-    except NotImplementedError as error:
-        raise CliError(f"backend {args.backend!r} not available: {error}") from None
-    summary = {"network": graph.name, "layers": args.layers, "backend": args.backend,
-               "batch": args.batch, "precision": graph.act_bits}
+    result = run_network(graph, device, select=args.selection, batch=args.batch,
+                         seed=args.seed, check=not args.no_check, cache_dir=report / "cache",
+                         resume=args.resume, progress=not args.no_progress, layers=layers)
+    rows, cols = device.rows, device.cols
+    summary = {"network": graph.name, "selection": args.selection, "backend": args.backend,
+               "batch": args.batch, "weight_bits": graph.weight_bits,
+               "act_bits": graph.act_bits}
     table = write_report(report, result.records, rows=rows, cols=cols,
-                         bus_bytes=args.bus_bytes, summary=summary)
+                         bus_bytes=device.bus_bytes, summary=summary)
     print(f"{graph.name}: {len(names)} layers on a {rows}x{cols} array, backend "
           f"{args.backend}, batch {result.batch}")
     print(table)

@@ -5,31 +5,34 @@ import time
 from pathlib import Path
 
 from systolic.accelerator.pe import MULTIPLIERS
-from systolic.flow.synthesis import (DEFAULT_PART, ECP5_85K_DSPS, ECP5_DSPS, TARGETS,
-                                SynthesisError, build_design, lut_rows_for_dsp_budget,
-                                synthesize)
+from systolic.flow.nextpnr import ECP5_85K_DSPS, check_part
+from systolic.flow.synthesis import (DESIGNS, TARGETS, SynthesisError, build_design,
+                                     choose_multipliers, synthesize)
+from systolic.flow.toolchain import ToolNotFound
+from systolic.params import MAX_OPERAND_BITS, MIN_OPERAND_BITS, check_int
 
 from . import CliError
+from .common import add_hardware_arguments
+
+__all__ = ["add_arguments", "run", "format_report", "check_option", "check_hardware_options"]
+
+MAX_FREQ_MHZ = 1000
 
 
 def add_arguments(parser):
-    parser.add_argument("--rows", type=int, default=8, help="array rows (default 8)")
-    parser.add_argument("--cols", type=int, default=8, help="array columns (default 8)")
-    parser.add_argument("--weight-bits", type=int, default=8, metavar="B",
-                        help="signed weight width, 2..16 (default 8)")
-    parser.add_argument("--act-bits", type=int, default=8, metavar="B",
-                        help="signed activation width, 2..16 (default 8)")
-    parser.add_argument("--design", choices=("array", "top"), default="array",
-                        help="bare systolic array (default) or the whole accelerator")
+    add_hardware_arguments(parser, array="8x8", backend=False)
+    parser.add_argument("--design", choices=DESIGNS, default="array",
+                        help="bare systolic array (default) or the whole accelerator top "
+                             "(--acc-bits and --bus-bytes apply to the top only)")
     parser.add_argument("--target", choices=TARGETS, default="ecp5",
                         help="Yosys flow: synth_ecp5 (default), synth_ice40 or generic synth")
     parser.add_argument("--part", default=None,
                         help="ECP5 12k/25k/45k/85k (default 85k) or iCE40 device (default "
-                             "up5k), for place and route")
+                             "up5k): the DSP budget and the place-and-route device")
     parser.add_argument("--pnr", action="store_true",
                         help="also place and route with nextpnr and report Fmax")
     parser.add_argument("--freq", type=float, default=150.0, metavar="MHZ",
-                        help="nextpnr target frequency (default 150)")
+                        help=f"nextpnr target frequency, 1..{MAX_FREQ_MHZ} (default 150)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr seed (default 1)")
     parser.add_argument("--multiplier", choices=("auto", *MULTIPLIERS), default="auto",
                         help="PE multiplier: generic '*', ecp5 (MULT18X18D with its own "
@@ -46,6 +49,27 @@ def add_arguments(parser):
                         help="write the report as JSON")
     parser.add_argument("--build-dir", type=Path, default=None, metavar="DIR",
                         help="keep Verilog, netlist, reports and logs in DIR")
+
+
+def check_option(option, value, *, minimum=None, maximum=None):
+    """Return integer option ``value`` if within bounds, else a :class:`CliError` naming it."""
+    try:
+        return check_int(option, value, minimum=minimum, maximum=maximum)
+    except (TypeError, ValueError) as error:
+        raise CliError(str(error)) from None
+
+
+def check_hardware_options(args):
+    """Check the shared hardware arguments; return ``(rows, cols)``."""
+    rows, cols = args.array
+    if rows > 256 or cols > 256:
+        raise CliError(f"--array must be at most 256x256, not {rows}x{cols}")
+    for option in ("--weight-bits", "--act-bits"):
+        check_option(option, getattr(args, option[2:].replace("-", "_")),
+                     minimum=MIN_OPERAND_BITS, maximum=MAX_OPERAND_BITS)
+    check_option("--acc-bits", args.acc_bits, minimum=2, maximum=64)
+    check_option("--bus-bytes", args.bus_bytes, minimum=1, maximum=128)
+    return rows, cols
 
 
 def format_report(result, *, title, seconds):
@@ -67,44 +91,58 @@ def format_report(result, *, title, seconds):
     return "\n".join(lines)
 
 
-def run(args):
+def _plan(args):
+    """``(rows, cols, part, multiplier, lut_rows)`` from the arguments, all checked."""
+    rows, cols = check_hardware_options(args)
+    if not 1 <= args.freq <= MAX_FREQ_MHZ:
+        raise CliError(f"--freq must be within 1..{MAX_FREQ_MHZ} MHz, not {args.freq:g}")
+    check_option("--seed", args.seed, minimum=0)
     if args.pnr and args.target == "generic":
-        raise CliError("--pnr needs --target ecp5 or ice40")
-    part = args.part or DEFAULT_PART[args.target]
-    lut_rows = args.lut_rows
-    dsp_budget = args.dsp_budget
-    if (dsp_budget is None and lut_rows is None and args.target == "ecp5"
-            and args.design == "array"):
-        dsp_budget = ECP5_DSPS.get(part)
-    if dsp_budget is not None:
-        lut_rows = lut_rows_for_dsp_budget(args.rows, args.cols, dsp_budget)
-    lut_rows = lut_rows or 0
-    multiplier = args.multiplier
-    if multiplier == "auto":
-        multiplier = "ecp5" if args.target == "ecp5" and args.design == "array" else "generic"
-    if multiplier == "ecp5" and args.target != "ecp5":
-        raise CliError("--multiplier ecp5 needs --target ecp5")
+        raise CliError("--pnr needs --target ecp5 or ice40, not generic")
+    if args.multiplier == "ecp5" and args.target != "ecp5":
+        raise CliError(f"--multiplier ecp5 needs --target ecp5, not {args.target}")
+    if args.lut_rows is not None:
+        check_option("--lut-rows", args.lut_rows, minimum=0, maximum=rows)
+    if args.dsp_budget is not None:
+        check_option("--dsp-budget", args.dsp_budget, minimum=0)
+    try:
+        part = check_part(args.target, args.part)
+    except ValueError as error:
+        raise CliError(f"--part: {error}") from None
+    multiplier, lut_rows = choose_multipliers(
+        args.target, rows=rows, cols=cols, part=part, multiplier=args.multiplier,
+        lut_rows=args.lut_rows, dsp_budget=args.dsp_budget)
+    return rows, cols, part, multiplier, lut_rows
+
+
+def run(args):
+    rows, cols, part, multiplier, lut_rows = _plan(args)
+    top_fields = (dict(acc_bits=args.acc_bits, out_bits=args.act_bits, bus_bytes=args.bus_bytes)
+                  if args.design == "top" else {})
+    try:
+        design = build_design(args.design, rows=rows, cols=cols, weight_bits=args.weight_bits,
+                              act_bits=args.act_bits, multiplier=multiplier,
+                              lut_multiplier_rows=lut_rows, **top_fields)
+    except (TypeError, ValueError) as error:
+        raise CliError(f"{args.design} {rows}x{cols}: {error}") from None
     start = time.monotonic()
     try:
-        design = build_design(args.design, rows=args.rows, cols=args.cols,
-                              weight_bits=args.weight_bits, act_bits=args.act_bits,
-                              multiplier=multiplier, lut_multiplier_rows=lut_rows)
         result = synthesize(design, target=args.target, part=part, pnr=args.pnr,
                             freq_mhz=args.freq, seed=args.seed, workdir=args.build_dir)
-    except SynthesisError as error:
-        raise CliError(str(error)) from error
+    except (SynthesisError, ToolNotFound) as error:
+        raise CliError(str(error)) from None
     seconds = time.monotonic() - start
-    title = (f"{args.design} {args.rows}x{args.cols}, int{args.weight_bits} weights, "
+    title = (f"{args.design} {rows}x{cols}, int{args.weight_bits} weights, "
              f"int{args.act_bits} activations, multiplier {multiplier}"
              + (f" ({lut_rows} LUT rows)" if lut_rows else "")
              + f", {args.target}" + (f" {part}" if part else ""))
     print(format_report(result, title=title, seconds=seconds))
     if args.json:
         report = result.as_dict()
-        report.update(design=args.design, rows=args.rows, cols=args.cols,
+        report.update(design=args.design, rows=rows, cols=cols,
                       weight_bits=args.weight_bits, act_bits=args.act_bits,
                       multiplier=multiplier, lut_multiplier_rows=lut_rows,
                       freq_target_mhz=args.freq if args.pnr else None,
-                      seconds=round(seconds, 1))
+                      seconds=round(seconds, 1), **top_fields)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0

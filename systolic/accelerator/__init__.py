@@ -14,6 +14,7 @@ module                what it is
 ``store_unit``        accumulator -> requantizer -> main memory
 ``buffer_reader``     streams rows out of an on-chip buffer
 ``tracker``           fires dependency tokens once work completes
+``token_counter``     up/down counter of one dependency-token channel
 ``array``, ``pe``     the R x C weight-stationary MAC array
 ``requantizer``       TFLite-exact requantization (store path)
 ====================  =====================================================

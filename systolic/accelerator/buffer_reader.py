@@ -3,8 +3,10 @@
 from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from ..params import check_int
+from .interfaces import BufferReadSignature
 
 __all__ = ["BufferReader"]
 
@@ -12,21 +14,25 @@ __all__ = ["BufferReader"]
 class BufferReader(wiring.Component):
     """Reads ``count`` rows from ``addr`` on and offers them as a stream.
 
-    Connect ``read_addr``/``read_en``/``read_data`` to a ``lib.memory`` read port
-    (synchronous, enable-gated: the data holds while ``read_en`` is low).
+    Connect ``read`` to a ``lib.memory`` read port with ``wiring.connect``
+    (synchronous, enable-gated: the data holds while ``read.en`` is low).
 
-    Timing: the first row is valid 2 cycles after the command is accepted; then one
-    row per cycle while ``rows.ready`` is high. A stall holds the current row
-    (the read port is disabled), so nothing is lost. A new command is accepted once
-    the previous one issues its last read, so back-to-back commands have no gap.
+    Timing
+    ------
+    - Latency: the first row is valid on ``rows`` 2 cycles after the command is
+      accepted.
+    - Throughput: one row per cycle while ``rows.ready`` is high; a new command is
+      accepted in the cycle the previous one issues its last read, so back-to-back
+      commands have no gap.
+    - Stall: a stalled ``rows`` holds the current row (the read port is disabled),
+      so nothing is lost or repeated.
 
     Members
     -------
     command : In(stream.Signature({addr, count}))
     rows : Out(stream.Signature({data, last}))
         ``last`` marks the command's final row.
-    read_addr, read_en : Out
-    read_data : In
+    read : Out(BufferReadSignature(addr_width=ceil_log2(depth), shape=width))
     busy : Out
         A command is in progress or a row is waiting on ``rows``.
     """
@@ -38,9 +44,7 @@ class BufferReader(wiring.Component):
             "command": In(stream.Signature(data.StructLayout({
                 "addr": range(depth), "count": 17}))),
             "rows": Out(stream.Signature(data.StructLayout({"data": width, "last": 1}))),
-            "read_addr": Out(range(depth)),
-            "read_en": Out(1),
-            "read_data": In(width),
+            "read": Out(BufferReadSignature(addr_width=ceil_log2(depth), shape=width)),
             "busy": Out(1),
         })
 
@@ -55,10 +59,10 @@ class BufferReader(wiring.Component):
         m.d.comb += [
             # Accept the next command while the last read of this one is issued.
             self.command.ready.eq((remaining == 0) | ((remaining == 1) & advance)),
-            self.read_addr.eq(next_addr),
-            self.read_en.eq(advance),
+            self.read.addr.eq(next_addr),
+            self.read.en.eq(advance),
             self.rows.valid.eq(out_valid),
-            self.rows.payload.data.eq(self.read_data),
+            self.rows.payload.data.eq(self.read.data),
             self.rows.payload.last.eq(out_last),
             self.busy.eq((remaining != 0) | out_valid),
         ]

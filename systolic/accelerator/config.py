@@ -1,20 +1,30 @@
-"""Elaboration parameters of the accelerator top, shared by the gateware, the simulators and the driver."""
+"""Elaboration parameters of the accelerator top: the one hardware description.
 
+The gateware, the simulators, the synthesis flow and the driver all read the hardware
+from an :class:`AcceleratorConfig`; every default lives here and nowhere else.
+"""
+
+import dataclasses
 from dataclasses import dataclass
 
 from ..params import check_int, check_operand_bits, sum_of_products_bits
+from .isa import COMMAND_COUNT_BITS, SRAM_ADDR_BITS
 from .pe import check_multiplier
 
-__all__ = ["AcceleratorConfig", "PARAM_FIELD_BITS"]
+__all__ = ["AcceleratorConfig", "PARAM_FIELD_BITS", "DEFAULT_BUFFER_KIB"]
 
 # Per-channel post-processing parameters stored in one parameter-buffer row:
 # bias (int32), multiplier M0 (int32), shift (signed 6-bit, TFLite convention).
 PARAM_FIELD_BITS = {"bias": 32, "multiplier": 32, "shift": 6}
 
+# Buffer capacities used when a config gives no row count: 256 KiB of inputs (the
+# largest ResNet-50 activation block, 49 x 4608 bytes, in one piece), 64 KiB of
+# weights, 64 KiB of accumulator (Gemmini: 256 KiB scratchpad, 64 KiB accumulator).
+DEFAULT_BUFFER_KIB = {"input": 256, "weight": 64, "accumulator": 64}
+MAX_BUFFER_ROWS = 1 << SRAM_ADDR_BITS
 
 def _ceil_div(a, b):
     return -(-a // b)
-
 
 @dataclass(frozen=True)
 class AcceleratorConfig:
@@ -23,9 +33,15 @@ class AcceleratorConfig:
     Buffer sizes are in rows: an input-buffer row is one activation vector (``rows``
     values), a weight-buffer row one row of a weight tile (``cols`` values), an
     accumulator row ``cols`` partial sums, a parameter row ``cols`` channels of
-    (bias, multiplier, shift). Main memory is a word array of ``bus_bytes`` bytes per
-    word; every tensor row starts on a word and occupies whole words. ``multiplier`` and
-    ``lut_multiplier_rows`` choose the PE multipliers (see :class:`~systolic.accelerator.pe.ProcessingElement`;
+    (bias, multiplier, shift). A row count left at ``None`` is derived from
+    :data:`DEFAULT_BUFFER_KIB`; :meth:`with_buffer_kib` sizes buffers in KiB.
+
+    Main memory is a word array of ``bus_bytes`` bytes per word, ``memory_words``
+    words (2 Mi by default: the address space the load and store units check and the
+    size the simulators model); every tensor row starts on a word and occupies whole
+    words. The command memory holds ``command_depth`` instructions (by default a whole
+    program of the 16-bit ``cmd_count``). ``multiplier`` and ``lut_multiplier_rows``
+    choose the PE multipliers (see :class:`~systolic.accelerator.pe.ProcessingElement`;
     ``"ecp5"`` places MULT18X18D blocks for synthesis and cannot be simulated).
     """
     rows: int = 8
@@ -35,13 +51,13 @@ class AcceleratorConfig:
     acc_bits: int = 32
     out_bits: int = 8
     bus_bytes: int = 16
-    input_buffer_rows: int = 4096
-    weight_buffer_rows: int = 1024
-    accumulator_rows: int = 1024
+    input_buffer_rows: int | None = None
+    weight_buffer_rows: int | None = None
+    accumulator_rows: int | None = None
     param_rows: int = 256
     memory_read_latency: int = 4
-    memory_words: int = 1 << 16
-    command_depth: int = 4096
+    memory_words: int = 1 << 21
+    command_depth: int = 1 << COMMAND_COUNT_BITS
     watchdog_cycles: int = 1 << 20
     multiplier: str = "generic"
     lut_multiplier_rows: int = 0
@@ -54,14 +70,54 @@ class AcceleratorConfig:
         check_operand_bits("out_bits", self.out_bits)
         check_int("acc_bits", self.acc_bits, minimum=self.array_acc_bits, maximum=64)
         check_int("bus_bytes", self.bus_bytes, minimum=1, maximum=128)
-        for name in ("input_buffer_rows", "accumulator_rows", "param_rows", "command_depth"):
-            check_int(name, getattr(self, name), minimum=1, maximum=1 << 16)
-        check_int("weight_buffer_rows", self.weight_buffer_rows, minimum=self.rows, maximum=1 << 16)
+        for kind in ("input", "weight", "accumulator"):
+            name = self._row_field(kind)
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.rows_for_kib(kind, DEFAULT_BUFFER_KIB[kind]))
+        for name in ("input_buffer_rows", "accumulator_rows", "param_rows"):
+            check_int(name, getattr(self, name), minimum=1, maximum=MAX_BUFFER_ROWS)
+        check_int("weight_buffer_rows", self.weight_buffer_rows, minimum=self.rows,
+                  maximum=MAX_BUFFER_ROWS)
+        check_int("command_depth", self.command_depth, minimum=1,
+                  maximum=1 << COMMAND_COUNT_BITS)
         check_int("memory_read_latency", self.memory_read_latency, minimum=1, maximum=64)
         check_int("memory_words", self.memory_words, minimum=1, maximum=1 << 31)
         check_int("watchdog_cycles", self.watchdog_cycles, minimum=16, maximum=1 << 32)
         check_multiplier(self.multiplier)
         check_int("lut_multiplier_rows", self.lut_multiplier_rows, minimum=0, maximum=self.rows)
+
+    @staticmethod
+    def _row_field(kind):
+        return {"input": "input_buffer_rows", "weight": "weight_buffer_rows",
+                "accumulator": "accumulator_rows", "param": "param_rows"}[kind]
+
+    def rows_for_kib(self, kind, kib):
+        """Rows of buffer ``kind`` (input, weight, accumulator) that ``kib`` KiB hold."""
+        check_int(f"{kind} buffer KiB", kib, minimum=1)
+        bits = self.row_bits("raw" if kind == "accumulator" else kind)
+        minimum = self.rows if kind == "weight" else 1
+        return max(minimum, min(MAX_BUFFER_ROWS, (kib * 8192) // bits))
+
+    def with_buffer_kib(self, **kib):
+        """A copy whose buffers hold the given KiB, e.g. ``with_buffer_kib(input=2)``."""
+        unknown = set(kib) - set(DEFAULT_BUFFER_KIB)
+        if unknown:
+            raise ValueError(f"unknown buffer {sorted(unknown)[0]!r}; choose from "
+                             f"{sorted(DEFAULT_BUFFER_KIB)}")
+        return self.replace(**{self._row_field(kind): self.rows_for_kib(kind, size)
+                               for kind, size in kib.items()})
+
+    def replace(self, **changes):
+        """A copy with ``changes`` applied (and checked).
+
+        Buffer row counts that follow the KiB policy are derived again for the new
+        shape (a copy with more columns gets as many KiB, not as many rows).
+        """
+        for kind, kib in DEFAULT_BUFFER_KIB.items():
+            name = self._row_field(kind)
+            if name not in changes and getattr(self, name) == self.rows_for_kib(kind, kib):
+                changes[name] = None
+        return dataclasses.replace(self, **changes)
 
     @property
     def array_acc_bits(self):
@@ -73,7 +129,8 @@ class AcceleratorConfig:
         return 8 * self.bus_bytes
 
     @property
-    def param_bits(self):
+    def param_entry_bits(self):
+        """Bits of one channel's entry in a parameter-buffer row (bias, multiplier, shift)."""
         return sum(PARAM_FIELD_BITS.values())
 
     def row_bits(self, kind):
@@ -81,7 +138,7 @@ class AcceleratorConfig:
         return {
             "input": self.rows * self.act_bits,
             "weight": self.cols * self.weight_bits,
-            "param": self.cols * self.param_bits,
+            "param": self.cols * self.param_entry_bits,
             "output": self.cols * self.out_bits,
             "raw": self.cols * self.acc_bits,
         }[kind]

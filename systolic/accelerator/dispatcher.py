@@ -3,8 +3,10 @@
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
-from .isa import Buffer, ErrorCode, Opcode, instruction_layout
+from .interfaces import BufferReadSignature
+from .isa import COMMAND_COUNT_BITS, ERROR_CODE_BITS, Buffer, ErrorCode, Opcode, instruction_layout
 
 __all__ = ["Dispatcher"]
 
@@ -19,43 +21,62 @@ class Dispatcher(wiring.Component):
     or when no unit makes progress for ``config.watchdog_cycles`` cycles, it stops with ``error`` and
     ``error_code`` set. DONE waits until every queue and unit is idle.
 
-    Timing: one instruction per cycle while the target queues have room.
+    Timing
+    ------
+    - Latency: the first instruction is offered to its queue 1 cycle after
+      ``start`` (synchronous command-memory read). ``done`` rises 2 cycles after
+      DONE is offered (or 2 cycles after the last instruction is taken) if
+      ``units_idle`` is high by then; ``error`` and ``done`` rise 1 cycle after a bad
+      instruction is offered, a unit error, or ``watchdog_cycles`` cycles without
+      progress.
+    - Throughput: one instruction per cycle while the target queues have room.
+    - Stall: a refused instruction is held on its queue's stream (the command
+      memory re-reads it) until taken.
 
     Members
     -------
-    start, count : In
-    command_addr, command_data : command memory read port (enable tied high)
+    start, count : In(1), In(COMMAND_COUNT_BITS)
+        Run ``count`` instructions from address 0 on.
+    command_read : Out(BufferReadSignature(...))
+        Command memory read port (``ceil_log2(command_depth)`` address bits, rows of
+        ``instruction_layout``; ``en`` stays 1).
     load, execute, store : Out(stream.Signature(instruction_layout))
+        The units' instruction queues.
     units_idle, unit_error, unit_error_code, progress : In
+        Every queue and unit idle; a unit's error and its code; some unit made progress
+        this cycle (resets the watchdog).
     running, done, error, error_code : Out
+    fetched : Out(1)
+        An instruction was handed to a queue this cycle.
     """
 
     def __init__(self, config):
         self.config = config
         super().__init__({
             "start": In(1),
-            "count": In(16),
-            "command_addr": Out(16),
-            "command_data": In(instruction_layout),
+            "count": In(COMMAND_COUNT_BITS),
+            "command_read": Out(BufferReadSignature(
+                addr_width=ceil_log2(config.command_depth), shape=instruction_layout)),
             "load": Out(stream.Signature(instruction_layout)),
             "execute": Out(stream.Signature(instruction_layout)),
             "store": Out(stream.Signature(instruction_layout)),
             "units_idle": In(1),
             "unit_error": In(1),
-            "unit_error_code": In(8),
+            "unit_error_code": In(ERROR_CODE_BITS),
             "progress": In(1),
             "running": Out(1),
             "done": Out(1),
             "error": Out(1),
-            "error_code": Out(8),
+            "error_code": Out(ERROR_CODE_BITS),
             "fetched": Out(1),
         })
 
     def check(self, m, insn):
         """Return the error code of ``insn`` (0 if it is well-formed)."""
         config = self.config
-        code = Signal(8)
+        code = Signal(ERROR_CODE_BITS)
         op, rows = insn.opcode, insn.rows
+        buffer = insn.flags.load.buffer
 
         def beyond(start, count, depth):
             return (start + count) > depth
@@ -64,13 +85,13 @@ class Dispatcher(wiring.Component):
             with m.Case(Opcode.LOAD):
                 with m.If(insn.wait_prev | insn.signal_prev):
                     m.d.comb += code.eq(ErrorCode.BAD_DEPENDENCY)
-                with m.Elif(insn.flags > Buffer.PARAM):
+                with m.Elif(buffer > Buffer.PARAM):
                     m.d.comb += code.eq(ErrorCode.BAD_BUFFER)
                 with m.Elif(rows == 0):
                     m.d.comb += code.eq(ErrorCode.ZERO_ROWS)
-                for buffer, kind in ((Buffer.INPUT, "input"), (Buffer.WEIGHT, "weight"),
-                                     (Buffer.PARAM, "param")):
-                    with m.Elif((insn.flags == buffer)
+                for kind_buffer, kind in ((Buffer.INPUT, "input"), (Buffer.WEIGHT, "weight"),
+                                          (Buffer.PARAM, "param")):
+                    with m.Elif((buffer == kind_buffer)
                                 & beyond(insn.sram_addr, rows, config.buffer_rows(kind))):
                         m.d.comb += code.eq(ErrorCode.SRAM_RANGE)
             with m.Case(Opcode.PRELOAD):
@@ -99,11 +120,11 @@ class Dispatcher(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        pc = Signal(16)
-        count = Signal(16)
+        pc = Signal(COMMAND_COUNT_BITS)
+        count = Signal(COMMAND_COUNT_BITS)
         fetched_valid = Signal()
         watchdog = Signal(range(self.config.watchdog_cycles + 1))
-        insn = self.command_data
+        insn = self.command_read.data
         code = self.check(m, insn)
         queues = {Opcode.LOAD: self.load, Opcode.PRELOAD: self.execute,
                   Opcode.COMPUTE: self.execute, Opcode.STORE: self.store,
@@ -112,7 +133,7 @@ class Dispatcher(wiring.Component):
             m.d.comb += queue.payload.eq(insn)
 
         # ``pc`` addresses the instruction that will be valid on the next cycle.
-        m.d.comb += self.command_addr.eq(pc)
+        m.d.comb += self.command_read.addr.eq(pc)
         taken = Signal()
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -124,7 +145,7 @@ class Dispatcher(wiring.Component):
                         m.d.sync += [pc.eq(1), count.eq(self.count), fetched_valid.eq(self.count != 0),
                                      self.done.eq(self.count == 0), self.error.eq(0),
                                      self.error_code.eq(0), watchdog.eq(0)]
-                        m.d.comb += self.command_addr.eq(0)
+                        m.d.comb += self.command_read.addr.eq(0)
                         m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.running.eq(1)
@@ -142,7 +163,7 @@ class Dispatcher(wiring.Component):
                     with m.If(count == 1):
                         m.next = "DRAIN"     # ran off the end: behave as DONE
                 with m.Else():
-                    m.d.comb += self.command_addr.eq(pc - 1)   # hold the current instruction
+                    m.d.comb += self.command_read.addr.eq(pc - 1)   # hold the current instruction
             with m.State("DRAIN"):
                 m.d.comb += self.running.eq(1)
                 with m.If(self._failed(m, 0, 0, watchdog)):

@@ -1,8 +1,10 @@
 """The accelerator's instruction set: 128-bit instructions, one field layout for all opcodes.
 
 See ``docs/isa.md`` for the semantics. This module is the single source of the
-encoding: the gateware decodes with :data:`instruction_layout` and the host encodes
-with :func:`encode`.
+encoding: :data:`instruction_layout` places every field, including the named flag
+bits of each opcode (:data:`flags_layout`); the gateware decodes with it
+(``insn.flags.compute.accumulate``) and :func:`encode` computes every bit position
+from it.
 """
 
 import enum
@@ -10,10 +12,23 @@ import enum
 from amaranth.hdl import unsigned
 from amaranth.lib import data
 
-__all__ = ["Opcode", "Buffer", "ErrorCode", "FIELDS", "INSTRUCTION_BITS",
-           "instruction_layout", "encode", "decode"]
+__all__ = ["Opcode", "Buffer", "ErrorCode", "FIELDS", "INSTRUCTION_BITS", "COMMAND_COUNT_BITS",
+           "MAX_COMMANDS", "ROW_COUNT_BITS", "SRAM_ADDR_BITS", "DRAM_ADDR_BITS",
+           "ERROR_CODE_BITS", "COUNTER_SELECT_BITS", "COUNTER_BITS", "FLAG_BITS",
+           "flags_layout", "instruction_layout", "encode", "decode", "decode_flags"]
 
 INSTRUCTION_BITS = 128
+# One constant per width of the accelerator's host-facing ports and fields.
+COMMAND_COUNT_BITS = 16     # cmd_count, cmd_addr and the program counter
+MAX_COMMANDS = (1 << COMMAND_COUNT_BITS) - 1
+ROW_COUNT_BITS = 16         # rows of one instruction
+SRAM_ADDR_BITS = 16         # on-chip buffer row addresses
+DRAM_ADDR_BITS = 32         # main-memory word addresses and strides
+ERROR_CODE_BITS = 8
+COUNTER_SELECT_BITS = 8
+COUNTER_BITS = 64
+OPCODE_BITS = 4
+FLAG_BITS = 2
 
 
 class Opcode(enum.IntEnum):
@@ -45,51 +60,106 @@ class ErrorCode(enum.IntEnum):
     COMMAND_RANGE = 8      # more instructions than the command memory holds
 
 
-# name: (lsb, width). Flags: for LOAD, ``flags`` is the Buffer; for COMPUTE bit 0 is
-# "accumulate" and bit 1 "switch to the preloaded weights"; for STORE bit 0 is
-# "requantize" (else raw accumulator + bias).
-FIELDS = {
-    "opcode": (0, 4),
-    "wait_prev": (4, 1),
-    "wait_next": (5, 1),
-    "signal_prev": (6, 1),
-    "signal_next": (7, 1),
-    "flags": (8, 2),
-    "rows": (10, 16),
-    "sram_addr": (26, 16),
-    "sram_addr2": (42, 16),
-    "dram_addr": (58, 32),
-    "dram_stride": (90, 32),
+# The meaning of the flag bits, per opcode (opcodes without flags leave them 0).
+flags_layout = data.UnionLayout({
+    "load": data.StructLayout({"buffer": unsigned(FLAG_BITS)}),           # a Buffer
+    "compute": data.StructLayout({
+        "accumulate": unsigned(1),     # add to the accumulator rows instead of overwriting them
+        "switch": unsigned(1),         # switch to the preloaded weights before the first vector
+    }),
+    "store": data.StructLayout({
+        "requantize": unsigned(1),     # requantized outputs, else raw accumulator + bias
+    }),
+})
+assert flags_layout.size == FLAG_BITS
+FLAG_OPCODES = {Opcode.LOAD: "load", Opcode.COMPUTE: "compute", Opcode.STORE: "store"}
+
+_fields = {
+    "opcode": unsigned(OPCODE_BITS),
+    "wait_prev": unsigned(1),
+    "wait_next": unsigned(1),
+    "signal_prev": unsigned(1),
+    "signal_next": unsigned(1),
+    "flags": flags_layout,
+    "rows": unsigned(ROW_COUNT_BITS),
+    "sram_addr": unsigned(SRAM_ADDR_BITS),
+    "sram_addr2": unsigned(SRAM_ADDR_BITS),
+    "dram_addr": unsigned(DRAM_ADDR_BITS),
+    "dram_stride": unsigned(DRAM_ADDR_BITS),
 }
+# Zero padding up to a whole instruction, so that the layout is as wide as a command-memory row.
+_fields["reserved"] = unsigned(INSTRUCTION_BITS - data.StructLayout(_fields).size)
+instruction_layout = data.StructLayout(_fields)
+assert instruction_layout.size == INSTRUCTION_BITS
+
+# name: (lsb, width) of every field the host sets, derived from the layout.
+FIELDS = {name: (field.offset, field.width) for name, field in instruction_layout
+          if name != "reserved"}
 # CONFIG reuses three 16-bit fields for signed values.
 CONFIG_FIELDS = {"zero_point": "rows", "qmin": "sram_addr", "qmax": "sram_addr2"}
 
-instruction_layout = data.StructLayout({
-    name: unsigned(width) for name, (lsb, width) in sorted(FIELDS.items(), key=lambda f: f[1][0])
-})
-assert instruction_layout.size <= INSTRUCTION_BITS
+
+def _check_fits(name, value, width):
+    value = int(value)
+    if not 0 <= value < (1 << width):
+        raise ValueError(f"{name}={value!r} does not fit a {width}-bit field")
+    return value
+
+
+def _encode_flags(opcode, flags):
+    """The flag bits of ``opcode``: a mapping of its named flags, or raw bits (for tests)."""
+    if not isinstance(flags, dict):
+        return _check_fits("flags", flags, FLAG_BITS)
+    if opcode not in FLAG_OPCODES:
+        if flags:
+            raise ValueError(f"{opcode.name} has no flags, not {sorted(flags)!r}")
+        return 0
+    member = flags_layout[FLAG_OPCODES[opcode]].shape
+    bits = 0
+    for name, value in flags.items():
+        try:
+            field = member[name]
+        except KeyError:
+            raise ValueError(f"unknown {opcode.name} flag {name!r}") from None
+        bits |= _check_fits(name, value, field.width) << field.offset
+    return bits
 
 
 def encode(opcode, **fields):
-    """Pack an instruction into an int. Raises ``ValueError`` for fields that do not fit."""
+    """Pack an instruction into an int. Raises ``ValueError`` for fields that do not fit.
+
+    ``flags`` is a dict of the opcode's named flags (``{"accumulate": 1}`` for
+    COMPUTE, ``{"buffer": Buffer.WEIGHT}`` for LOAD, ``{"requantize": 1}`` for STORE)
+    or raw flag bits.
+    """
+    opcode = Opcode(opcode)
     for config_name, field_name in CONFIG_FIELDS.items():
         if config_name in fields:
             value = fields.pop(config_name)
             if not -(1 << 15) <= value < (1 << 15):
                 raise ValueError(f"{config_name}={value!r} does not fit a signed 16-bit field")
             fields[field_name] = value & 0xFFFF
-    word = int(Opcode(opcode))
+    if "flags" in fields:
+        fields["flags"] = _encode_flags(opcode, fields["flags"])
+    word = int(opcode) << FIELDS["opcode"][0]
     for name, value in fields.items():
         if name not in FIELDS or name == "opcode":
             raise ValueError(f"unknown instruction field {name!r}")
         lsb, width = FIELDS[name]
-        value = int(value)
-        if not 0 <= value < (1 << width):
-            raise ValueError(f"{name}={value!r} does not fit a {width}-bit field")
-        word |= value << lsb
+        word |= _check_fits(name, value, width) << lsb
     return word
 
 
 def decode(word):
     """Unpack an instruction int into a dict of fields (for listings and tests)."""
     return {name: (word >> lsb) & ((1 << width) - 1) for name, (lsb, width) in FIELDS.items()}
+
+
+def decode_flags(word):
+    """The named flags of an instruction int (empty for opcodes without flags)."""
+    fields = decode(word)
+    if fields["opcode"] not in FLAG_OPCODES:
+        return {}
+    member = flags_layout[FLAG_OPCODES[Opcode(fields["opcode"])]].shape
+    return {name: (fields["flags"] >> field.offset) & ((1 << field.width) - 1)
+            for name, field in member}

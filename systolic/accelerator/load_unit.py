@@ -3,8 +3,11 @@
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
-from .isa import Buffer, instruction_layout
+from .interfaces import (BufferWriteSignature, MemoryReadSignature, TokenSignalSignature,
+                         TokenWaitSignature)
+from .isa import DRAM_ADDR_BITS, FLAG_BITS, SRAM_ADDR_BITS, Buffer, instruction_layout
 from .tracker import CompletionTracker
 
 __all__ = ["LoadUnit", "read_tag_layout"]
@@ -15,7 +18,14 @@ KINDS = {Buffer.INPUT: "input", Buffer.WEIGHT: "weight", Buffer.PARAM: "param"}
 def read_tag_layout(config):
     """Metadata that travels with a read request and comes back with its data."""
     max_words = max(config.row_words(kind) for kind in KINDS.values())
-    return data.StructLayout({"buffer": 2, "row": 16, "beat": range(max_words), "last": 1})
+    return data.StructLayout({"buffer": FLAG_BITS, "row": SRAM_ADDR_BITS,
+                              "beat": range(max_words), "last": 1})
+
+
+def memory_read_signature(config):
+    """The main-memory read channel of the load unit (and of the accelerator top)."""
+    return MemoryReadSignature(addr_width=DRAM_ADDR_BITS, data_width=config.word_bits,
+                               tag_shape=read_tag_layout(config))
 
 
 class LoadUnit(wiring.Component):
@@ -23,46 +33,56 @@ class LoadUnit(wiring.Component):
 
     For each of ``rows`` tensor rows it reads the row's words from
     ``dram_addr + row * dram_stride`` on, one read request per cycle, and writes the
-    assembled row to buffer row ``sram_addr + row``. Requests are issued without
-    waiting for data, so the read bandwidth is one word per cycle whatever the
-    memory latency; a LOAD's ``signal_next`` token fires once all its data arrived.
+    assembled row to row ``sram_addr + row`` of the buffer ``flags.load.buffer``.
+    Requests are issued without waiting for data, so the read bandwidth is one word
+    per cycle whatever the memory latency; a LOAD's ``signal_next`` token fires once
+    all its data arrived.
 
-    Timing: an instruction starts 1 cycle after it is accepted (if its
-    ``wait_next`` token is there); the next instruction can start the cycle after
-    the last request of the previous one.
+    Timing
+    ------
+    - Latency: the first request of an instruction goes out 1 cycle after the
+      instruction is accepted (which needs its ``wait_next`` token, if any); a row
+      is written to its buffer in the cycle its last word returns, and the LOAD's
+      ``signal_next`` token fires in the cycle after its last word returned.
+    - Throughput: one request per cycle; the next instruction is accepted in the
+      cycle after the last request of the previous one, so back-to-back LOADs
+      leave a 1-cycle gap.
+    - Stall: a refused request (``memory.request.ready`` low) is held until taken.
+      A request beyond ``memory_words`` is not issued: the unit sets ``error`` and
+      accepts no further instruction.
 
     Members
     -------
     insn : In(stream.Signature(instruction_layout))
-    next_token, take_next, signal_next : dependency tokens towards the execute unit
-    read_request : Out(stream.Signature({addr, tag}))
-    read_response : In(stream.Signature({data, tag}, always_ready=True))
-    write_buffer, write_addr, write_data, write_en : Out
-        One assembled row for the buffer named by ``write_buffer`` (a :class:`Buffer`).
-    error : Out
+    tokens_from_execute : Out(TokenWaitSignature())
+        ``wait_next``: a buffer region is free again.
+    tokens_to_execute : Out(TokenSignalSignature())
+        ``signal_next``: the data of a LOAD has arrived.
+    memory : Out(MemoryReadSignature(...))
+        Main-memory reads, tagged with :func:`read_tag_layout`.
+    input_write, weight_write, param_write : Out(BufferWriteSignature(...))
+        One write port per buffer; one assembled row per cycle at most, to one buffer.
+    error : Out(1)
         A request addressed a word beyond ``memory_words``; the unit stops.
-    busy, stall_token : Out
+    busy : Out(1)
+        An instruction or a read is in progress, or a token has not fired yet.
+    waiting_for_execute : Out(1)
+        The next instruction waits for its token (a performance counter).
     """
 
     def __init__(self, config):
         self.config = config
-        tag = read_tag_layout(config)
-        self.max_row_bits = max(config.row_bits(kind) for kind in KINDS.values())
         super().__init__({
             "insn": In(stream.Signature(instruction_layout)),
-            "next_token": In(1),
-            "take_next": Out(1),
-            "signal_next": Out(1),
-            "read_request": Out(stream.Signature(data.StructLayout({"addr": 32, "tag": tag}))),
-            "read_response": In(stream.Signature(
-                data.StructLayout({"data": config.word_bits, "tag": tag}), always_ready=True)),
-            "write_buffer": Out(2),
-            "write_addr": Out(16),
-            "write_data": Out(self.max_row_bits),
-            "write_en": Out(1),
+            "tokens_from_execute": Out(TokenWaitSignature()),
+            "tokens_to_execute": Out(TokenSignalSignature()),
+            "memory": Out(memory_read_signature(config)),
+            **{f"{kind}_write": Out(BufferWriteSignature(
+                addr_width=ceil_log2(config.buffer_rows(kind)), shape=config.row_bits(kind)))
+               for kind in KINDS.values()},
             "error": Out(1),
             "busy": Out(1),
-            "stall_token": Out(1),
+            "waiting_for_execute": Out(1),
         })
 
     def elaborate(self, platform):
@@ -73,33 +93,35 @@ class LoadUnit(wiring.Component):
         received = Signal(32)
 
         insn = Signal(instruction_layout)
-        row = Signal(16)
-        beat = Signal.like(self.read_request.payload.tag.beat)
-        row_base = Signal(32)
+        buffer = insn.flags.load.buffer
+        row = Signal(SRAM_ADDR_BITS)
+        request = self.memory.request
+        beat = Signal.like(request.payload.tag.beat)
+        row_base = Signal(DRAM_ADDR_BITS)
         beats = Signal.like(beat)
-        for buffer, kind in KINDS.items():
-            with m.If(insn.flags == buffer):
+        for kind_buffer, kind in KINDS.items():
+            with m.If(buffer == kind_buffer):
                 m.d.comb += beats.eq(config.row_words(kind) - 1)
 
-        request = self.read_request
         addr = row_base + beat
         m.d.comb += [
             request.payload.addr.eq(addr),
-            request.payload.tag.buffer.eq(insn.flags),
+            request.payload.tag.buffer.eq(buffer),
             request.payload.tag.row.eq(insn.sram_addr + row),
             request.payload.tag.beat.eq(beat),
             request.payload.tag.last.eq(beat == beats),
             tracker.progress.eq(received),
-            self.signal_next.eq(tracker.fire[0]),
+            self.tokens_to_execute.signal.eq(tracker.fire[0]),
         ]
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 head = self.insn.payload
-                tokens_ok = ~head.wait_next | self.next_token
-                m.d.comb += self.stall_token.eq(self.insn.valid & ~tokens_ok)
+                tokens = self.tokens_from_execute
+                tokens_ok = ~head.wait_next | tokens.available
+                m.d.comb += self.waiting_for_execute.eq(self.insn.valid & ~tokens_ok)
                 with m.If(self.insn.valid & tokens_ok & tracker.push.ready & ~self.error):
-                    m.d.comb += [self.insn.ready.eq(1), self.take_next.eq(head.wait_next)]
+                    m.d.comb += [self.insn.ready.eq(1), tokens.take.eq(head.wait_next)]
                     m.d.sync += [insn.eq(head), row.eq(0), beat.eq(0), row_base.eq(head.dram_addr)]
                     m.next = "ISSUE"
             with m.State("ISSUE"):
@@ -127,15 +149,15 @@ class LoadUnit(wiring.Component):
         words = self.config.row_words
         max_words = max(words(kind) for kind in KINDS.values())
         word_bits = self.config.word_bits
-        response = self.read_response
+        response = self.memory.response
+        tag = response.payload.tag
         partial = Signal(max_words * word_bits)
-        merged = Cat(Mux(response.payload.tag.beat == index, response.payload.data,
+        merged = Cat(Mux(tag.beat == index, response.payload.data,
                          partial.word_select(index, word_bits)) for index in range(max_words))
         with m.If(response.valid):
             m.d.sync += [partial.eq(merged), received.eq(received + 1)]
-        m.d.comb += [
-            self.write_en.eq(response.valid & response.payload.tag.last),
-            self.write_buffer.eq(response.payload.tag.buffer),
-            self.write_addr.eq(response.payload.tag.row),
-            self.write_data.eq(merged),
-        ]
+        ports = {Buffer.INPUT: self.input_write, Buffer.WEIGHT: self.weight_write,
+                 Buffer.PARAM: self.param_write}
+        for kind_buffer, port in ports.items():
+            m.d.comb += [port.addr.eq(tag.row), port.data.eq(merged),
+                         port.en.eq(response.valid & tag.last & (tag.buffer == kind_buffer))]

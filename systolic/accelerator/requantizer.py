@@ -11,10 +11,11 @@ from amaranth.lib.wiring import In, Out
 from ..params import check_int, signed_range
 
 __all__ = ["Requantizer", "requant_layout", "saturate", "register", "delay",
-           "quantized_multiply", "MBQM_LATENCY", "REQUANTIZER_LATENCY", "INT32_MIN", "INT32_MAX"]
+           "quantized_multiply", "MBQM_LATENCY", "REQUANTIZER_LATENCY", "OUTPUT_VALUE_BITS",
+           "INT32_MIN", "INT32_MAX"]
 
 INT32_MIN, INT32_MAX = signed_range(32)
-PARAM_BITS = 17             # zero point and clamp bounds: covers int8/uint8/int16/uint16
+OUTPUT_VALUE_BITS = 17      # a value of the output domain (zero point, clamp bounds): int8..uint16
 SHIFT_BITS = 6              # TFLite shift, -32..31
 MBQM_LATENCY = 4            # stages of quantized_multiply()
 REQUANTIZER_LATENCY = 2 + MBQM_LATENCY
@@ -27,9 +28,9 @@ def requant_layout(channels, acc_bits):
         "bias": data.ArrayLayout(signed(32), channels),
         "multiplier": data.ArrayLayout(signed(32), channels),
         "shift": data.ArrayLayout(signed(SHIFT_BITS), channels),
-        "zero_point": signed(PARAM_BITS),
-        "qmin": signed(PARAM_BITS),
-        "qmax": signed(PARAM_BITS),
+        "zero_point": signed(OUTPUT_VALUE_BITS),
+        "qmin": signed(OUTPUT_VALUE_BITS),
+        "qmax": signed(OUTPUT_VALUE_BITS),
     })
 
 

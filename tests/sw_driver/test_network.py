@@ -11,7 +11,7 @@ from sw_driver.models import build_resnet
 from sw_driver.network import (LayerCache, LayerResult, reference_output, reference_outputs,
                                run_network, synthetic_inputs)
 
-from tests.helpers.fake_layer_api import FAKE_STALLS, fake_cycles, install
+from tests.helpers.fake_layer_api import FAKE_STALLS, FakeLayerApi, fake_cycles
 
 DEVICE = Device(rows=8, cols=16, backend="reference")
 
@@ -23,13 +23,13 @@ def graph():
 
 
 @pytest.fixture
-def fake(monkeypatch):
-    return install(monkeypatch)
+def fake():
+    return FakeLayerApi()
 
 
 def test_whole_network_matches_the_host_reference(graph, fake):
     inputs = synthetic_inputs(graph, batch=2, seed=4)
-    run = run_network(graph, DEVICE, inputs=inputs, progress=False)
+    run = run_network(graph, DEVICE, inputs=inputs, progress=False, layers=fake)
     expected = reference_outputs(graph, inputs, names=["fc"])["fc"]
     np.testing.assert_array_equal(run.output, expected)
     assert [record.name for record in run.records] == [node.name for node in graph]
@@ -41,7 +41,7 @@ def test_whole_network_matches_the_host_reference(graph, fake):
 
 
 def test_records_carry_the_device_statistics(graph, fake):
-    run = run_network(graph, DEVICE, select="conv3_1.b", batch=2, progress=False)
+    run = run_network(graph, DEVICE, select="conv3_1.b", batch=2, progress=False, layers=fake)
     (record,) = run.records
     assert record.input_shape == (2, 128, 8, 8) and record.output_shape == (2, 128, 8, 8)
     assert record.gemm_shape == (2 * 8 * 8, 128 * 9, 128)
@@ -55,7 +55,7 @@ def test_records_carry_the_device_statistics(graph, fake):
 
 def test_a_later_layer_gets_its_input_from_the_host_reference(graph, fake):
     inputs = synthetic_inputs(graph, batch=1, seed=2)
-    run = run_network(graph, DEVICE, select="conv4_1.a", inputs=inputs, progress=False)
+    run = run_network(graph, DEVICE, select="conv4_1.a", inputs=inputs, progress=False, layers=fake)
     assert [call[0] for call in fake.calls] == ["conv2d"]  # nothing before it on the device
     upstream = reference_outputs(graph, inputs, names=["conv3_2.add"])["conv3_2.add"]
     node = graph.node("conv4_1.a")
@@ -64,56 +64,56 @@ def test_a_later_layer_gets_its_input_from_the_host_reference(graph, fake):
 
 
 def test_a_residual_block_runs_both_branches(graph, fake):
-    run = run_network(graph, DEVICE, select="conv3_1", progress=False)
+    run = run_network(graph, DEVICE, select="conv3_1", progress=False, layers=fake)
     assert [r.name for r in run.records] == ["conv3_1.a", "conv3_1.b", "conv3_1.down",
                                              "conv3_1.add"]
     assert run.output.shape == (1, 128, 8, 8) and run.failed == []
 
 
-def test_a_wrong_device_result_fails_its_check(graph, monkeypatch):
-    install(monkeypatch, error=1)
-    run = run_network(graph, DEVICE, select="conv2_1.a..conv2_1.b", progress=False)
+def test_a_wrong_device_result_fails_its_check(graph):
+    run = run_network(graph, DEVICE, select="conv2_1.a..conv2_1.b", progress=False,
+                      layers=FakeLayerApi(error=1))
     assert [r.check for r in run.records] == ["fail", "fail"]
     assert run.records[0].mismatches == np.prod(run.records[0].output_shape)
     assert run.records[0].max_abs_error == 1
     assert run.failed == ["conv2_1.a", "conv2_1.b"]
 
 
-def test_checking_can_be_turned_off(graph, monkeypatch):
-    install(monkeypatch, error=1)
-    run = run_network(graph, DEVICE, select="conv1", check=False, progress=False)
+def test_checking_can_be_turned_off(graph):
+    run = run_network(graph, DEVICE, select="conv1", check=False, progress=False,
+                      layers=FakeLayerApi(error=1))
     assert run.records[0].check == "skipped" and run.failed == []
 
 
-def test_resume_reuses_cached_layers_and_only_those(graph, monkeypatch, tmp_path):
-    fake = install(monkeypatch)
+def test_resume_reuses_cached_layers_and_only_those(graph, tmp_path):
+    fake = FakeLayerApi()
     first = run_network(graph, DEVICE, select="conv2_1..conv2_2", cache_dir=tmp_path,
-                        progress=False)
+                        progress=False, layers=fake)
     assert len(fake.calls) == 4
     assert (tmp_path / "conv2_1.a.npz").exists() and (tmp_path / "conv1.npz").exists()
     saved = json.loads((tmp_path / "conv2_1.a.json").read_text())
     assert saved["record"]["cycles"] == first.records[0].cycles
-    again = install(monkeypatch)
+    again = FakeLayerApi()
     second = run_network(graph, DEVICE, select="conv2_1..conv2_2", cache_dir=tmp_path,
-                         resume=True, progress=False)
+                         resume=True, progress=False, layers=again)
     assert again.calls == []
     assert all(record.cached for record in second.records)
     assert [r.to_json() | {"cached": False} for r in second.records] == [
         r.to_json() for r in first.records]
     np.testing.assert_array_equal(second.output, first.output)
     # Another device changes the keys of device layers: they run again.
-    third = install(monkeypatch)
+    third = FakeLayerApi()
     run_network(graph, Device(rows=4, cols=4, backend="reference"), select="conv2_1..conv2_2",
-                cache_dir=tmp_path, resume=True, progress=False)
+                cache_dir=tmp_path, resume=True, progress=False, layers=third)
     assert len(third.calls) == 4
 
 
-def test_resume_ignores_a_cache_of_other_weights(graph, monkeypatch, tmp_path):
-    install(monkeypatch)
-    run_network(graph, DEVICE, select="conv1", cache_dir=tmp_path, progress=False)
-    fake = install(monkeypatch)
+def test_resume_ignores_a_cache_of_other_weights(graph, tmp_path):
+    run_network(graph, DEVICE, select="conv1", cache_dir=tmp_path, progress=False,
+                layers=FakeLayerApi())
+    fake = FakeLayerApi()
     other = build_resnet("resnet18", image_size=64, seed=5, calibration_size=16)
-    run_network(other, DEVICE, select="conv1", cache_dir=tmp_path, resume=True, progress=False)
+    run_network(other, DEVICE, select="conv1", cache_dir=tmp_path, resume=True, progress=False, layers=fake)
     assert len(fake.calls) == 1
 
 
@@ -143,5 +143,5 @@ def test_reference_output_of_every_node_kind(graph):
 
 def test_unknown_selection_is_reported_before_running(graph, fake):
     with pytest.raises(ValueError, match="unknown layer name.*'conv6_1'"):
-        run_network(graph, DEVICE, select="conv6_1", progress=False)
+        run_network(graph, DEVICE, select="conv6_1", progress=False, layers=fake)
     assert fake.calls == []

@@ -15,14 +15,14 @@ def conv_record(name, macs=4096, cycles=100, **changes):
     fields = dict(name=name, kind="conv", where="device", input_shape=(1, 8, 4, 4),
                   output_shape=(1, 16, 4, 4), macs=macs, min_bytes=512, gemm_shape=(16, 16, 16),
                   cycles=cycles, utilization=None if not cycles else macs / (cycles * 16),
-                  bytes_moved=1024, stalls={"stall_load": 5}, check="pass", backend="fake")
+                  bytes_moved=1024, stalls={"execute_wait_load": 5}, check="pass", backend="fake")
     fields.update(changes)
     return LayerResult(**fields)
 
 
 RECORDS = [
     conv_record("conv1"),
-    conv_record("conv2", macs=8192, cycles=1024, stalls={"stall_store": 2}, check="fail"),
+    conv_record("conv2", macs=8192, cycles=1024, stalls={"execute_wait_store": 2}, check="fail"),
     LayerResult("pool1", "maxpool", "host", (1, 16, 4, 4), (1, 16, 2, 2), 0, 320),
 ]
 
@@ -37,7 +37,7 @@ def test_layers_csv_columns_and_values(tmp_path):
     assert [row["layer"] for row in rows] == ["conv1", "conv2", "pool1"]
     first, second, pool = rows
     for column in ("kind", "input_shape", "output_shape", "macs", "cycles", "utilization",
-                   "bytes_moved", "check", "stalls.stall_load", "stalls.stall_store"):
+                   "bytes_moved", "check", "stalls.execute_wait_load", "stalls.execute_wait_store"):
         assert column in first
     assert first["input_shape"] == "1x8x4x4" and first["gemm_mkn"] == "16x16x16"
     assert int(first["macs"]) == 4096 and int(first["cycles"]) == 100
@@ -46,8 +46,8 @@ def test_layers_csv_columns_and_values(tmp_path):
     assert int(first["scalesim_cycles"]) == ws_cycles(16, 16, 16, 4, 4)
     assert float(first["ops_per_byte"]) == pytest.approx(2 * 4096 / 1024)
     assert float(first["ops_per_cycle"]) == pytest.approx(2 * 4096 / 100)
-    assert (first["stalls.stall_load"], first["stalls.stall_store"]) == ("5", "")
-    assert second["check"] == "fail" and second["stalls.stall_store"] == "2"
+    assert (first["stalls.execute_wait_load"], first["stalls.execute_wait_store"]) == ("5", "")
+    assert second["check"] == "fail" and second["stalls.execute_wait_store"] == "2"
     assert pool["cycles"] == "" and pool["check"] == "skipped" and pool["where"] == "host"
 
 

@@ -59,7 +59,7 @@ def test_weight_loads_are_hidden_behind_compute():
     plan, words = job.plan, config.row_words
     ideal = m * plan.k_tiles * plan.n_tiles
     assert result.counters["array_active"] == ideal
-    assert result.counters["stall_weights"] == 0            # no weight switch ever waited
+    assert result.counters["execute_wait_weights"] == 0     # no weight switch ever waited
     # Documented bound (docs/isa.md): ideal + the load-bound first N pass + fill + drain.
     latency = config.memory_read_latency
     first_pass = plan.k_tiles * (config.rows * words("weight") + 2)

@@ -1,20 +1,27 @@
-"""Synthesis flow: report parsing, DSP mapping per PE, the CLI, and (slow) place and route."""
+"""Synthesis flow: report parsing, the multiplier choice, the designs, DSP mapping per PE, and
+(slow) place and route."""
 
 import json
+import re
 
 import pytest
 
-from sw_driver.cli import main
+from systolic.accelerator.top import Accelerator
+from systolic.flow.synthesis import (SynthesisError, build_design, choose_multipliers,
+                                     lut_rows_for_dsp_budget, parse_stat, synthesize,
+                                     tidy_verilog, to_verilog, yosys_script)
+from systolic.flow.toolchain import ToolNotFound, find_tool
 from systolic.params import product_range, signed_bits_for
-from systolic.flow.synthesis import (SynthesisError, build_design, find_tool, lut_rows_for_dsp_budget,
-                                parse_nextpnr_report, parse_stat, synthesize, tidy_verilog,
-                                yosys_script)
+
+# Small buffers: the top converts to Verilog in a second or two.
+SMALL_TOP = dict(input_buffer_rows=16, weight_buffer_rows=16, accumulator_rows=16,
+                 param_rows=16, command_depth=16, memory_words=256)
 
 
 def have_tool(name):
     try:
         find_tool(name)
-    except SynthesisError:
+    except ToolNotFound:
         return False
     return True
 
@@ -50,16 +57,6 @@ def test_parse_stat_rejects_reports_without_cells():
         parse_stat({"design": {"num_cells": 3}, "modules": {"\\top": {"num_cells": 3}}}, "ecp5")
 
 
-def test_parse_nextpnr_report_takes_slowest_clock():
-    report = {"fmax": {"clk": {"achieved": 168.154, "constraint": 150},
-                       "clk2": {"achieved": 201.0, "constraint": 150}},
-              "utilization": {"MULT18X18D": {"available": 156, "used": 64},
-                              "DP16KD": {"available": 208, "used": 0}}}
-    fmax, utilization = parse_nextpnr_report(json.dumps(report))
-    assert fmax == 168.15
-    assert utilization == {"MULT18X18D": {"available": 156, "used": 64}}
-
-
 def test_tidy_verilog_drops_attributes_without_a_statement():
     text = ("if (start) begin\n  (* full_case = 32'd1 *)\n  \n end\n"
             "(* full_case = 32'd1 *)\n casez (x)\n endcase\n")
@@ -69,21 +66,60 @@ def test_tidy_verilog_drops_attributes_without_a_statement():
     assert tidy.endswith("(* full_case = 32'd1 *)\n casez (x)\n endcase\n")
 
 
+def test_yosys_script_uses_ice40_dsps_only_on_ultraplus_parts():
+    assert "synth_ice40 -dsp -top top" in yosys_script("ice40", part="up5k")
+    assert "synth_ice40 -top top" in yosys_script("ice40", part="hx8k")
+    assert "synth_ecp5 -top top -json netlist.json" in yosys_script("ecp5")
+
+
 def test_parameters_are_validated():
     with pytest.raises(ValueError, match="target must be one of"):
         yosys_script("xilinx")
-    with pytest.raises(ValueError, match="design must be 'array' or 'top'"):
+    with pytest.raises(ValueError, match="design must be one of array, top, not 'pe'"):
         build_design("pe", rows=2, cols=2)
+    with pytest.raises(ValueError, match=r"bare array takes no accelerator fields \(bus_bytes\)"):
+        build_design("array", rows=2, cols=2, bus_bytes=8)
     with pytest.raises(ValueError, match="place and route needs an FPGA target"):
         synthesize(build_design("array", rows=1, cols=1), target="generic", pnr=True)
+    with pytest.raises(ValueError, match="freq_mhz must be within 1..1000, not 0"):
+        synthesize(build_design("array", rows=1, cols=1), freq_mhz=0)
     assert lut_rows_for_dsp_budget(16, 16, 156) == 7
     assert lut_rows_for_dsp_budget(8, 8, 156) == 0
 
 
-def test_missing_tool_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv("YOSYS", "no-such-yosys-binary")
-    with pytest.raises(SynthesisError, match="YOSYS='no-such-yosys-binary' is not an executable"):
-        find_tool("yosys")
+def test_auto_multiplier_is_ecp5_within_the_parts_dsps():
+    # 16x16 PEs on the 156-DSP 85k: 9 rows of 16 DSPs fit, 7 rows go to LUTs.
+    assert choose_multipliers("ecp5", rows=16, cols=16) == ("ecp5", 7)
+    # The 25k has 28 DSPs: 3 rows of 8 fit.
+    assert choose_multipliers("ecp5", rows=8, cols=8, part="25k") == ("ecp5", 5)
+    assert choose_multipliers("ice40", rows=8, cols=8) == ("generic", 0)
+    assert choose_multipliers("generic", rows=4, cols=4, dsp_budget=8) == ("generic", 2)
+    assert choose_multipliers("ecp5", rows=8, cols=8, multiplier="lut") == ("lut", 0)
+    assert choose_multipliers("ecp5", rows=8, cols=8, lut_rows=3) == ("ecp5", 3)
+
+
+def test_multiplier_choice_rejects_impossible_requests():
+    with pytest.raises(ValueError, match="ecp5 multiplier needs the ecp5 target, not 'ice40'"):
+        choose_multipliers("ice40", rows=2, cols=2, multiplier="ecp5")
+    with pytest.raises(ValueError, match="lut_rows must be at most 4, not 5"):
+        choose_multipliers("ecp5", rows=4, cols=4, lut_rows=5)
+    with pytest.raises(ValueError, match="not both"):
+        choose_multipliers("ecp5", rows=4, cols=4, lut_rows=1, dsp_budget=4)
+    with pytest.raises(ValueError, match="multiplier must be one of"):
+        choose_multipliers("ecp5", rows=4, cols=4, multiplier="dsp48")
+    with pytest.raises(ValueError, match="ecp5 part must be one of"):
+        choose_multipliers("ecp5", rows=4, cols=4, part="99k")
+
+
+def test_top_carries_the_multiplier_options_into_its_array():
+    top = build_design("top", rows=2, cols=2, multiplier="ecp5", lut_multiplier_rows=1,
+                       acc_bits=24, **SMALL_TOP)
+    assert isinstance(top, Accelerator)
+    assert (top.config.multiplier, top.config.lut_multiplier_rows) == ("ecp5", 1)
+    assert top.config.acc_bits == 24
+    # One MULT18X18D per PE outside the LUT row: 2 of the 4.
+    verilog = to_verilog(top)
+    assert len(re.findall(r"^\s*MULT18X18D\b", verilog, re.MULTILINE)) == 2
 
 
 @needs_yosys
@@ -117,26 +153,10 @@ def test_lut_rows_use_no_dsp(tmp_path):
 
 
 @needs_yosys
-def test_cli_writes_json_report(tmp_path, capsys):
-    out = tmp_path / "report.json"
-    assert main(["synth", "--rows", "2", "--cols", "2", "--weight-bits", "4", "--act-bits", "4",
-                 "--json", str(out)]) == 0
-    report = json.loads(out.read_text())
-    assert report["dsp"] == 4 and report["fmax_mhz"] is None
-    assert report["multiplier"] == "ecp5" and report["lut_multiplier_rows"] == 0
-    assert report["cells"]["MULT18X18D"] == 4
-    assert {"lut", "ff", "carry", "bram"} <= report.keys()
-    text = capsys.readouterr().out
-    assert "DSP multipliers" in text and "MULT18X18D" in text
-
-
-def test_cli_reports_bad_arguments(capsys):
-    assert main(["synth", "--rows", "0", "--cols", "2"]) == 2
-    assert "rows must be at least 1" in capsys.readouterr().err
-    assert main(["synth", "--target", "generic", "--pnr"]) == 2
-    assert "--pnr needs --target ecp5 or ice40" in capsys.readouterr().err
-    assert main(["synth", "--target", "ice40", "--multiplier", "ecp5"]) == 2
-    assert "--multiplier ecp5 needs --target ecp5" in capsys.readouterr().err
+def test_missing_yosys_is_a_tool_error_not_a_synthesis_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("YOSYS", "no-such-yosys-binary")
+    with pytest.raises(ToolNotFound, match="YOSYS='no-such-yosys-binary' is not an executable"):
+        synthesize(build_design("array", rows=1, cols=1), workdir=tmp_path)
 
 
 @pytest.mark.slow
