@@ -46,7 +46,7 @@ def check_accumulator_range(device, w, bias):
         raise ValueError(
             f"accumulator overflow risk: output channel {channel} can reach {worst}, beyond "
             f"the {device.acc_bits}-bit accumulator (max {limit}); use smaller weights or a "
-            f"wider acc_bits")
+            f"wider accumulator (acc_bits, --acc-bits)")
 
 
 def check_requant(device, requant, channels):

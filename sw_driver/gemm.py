@@ -9,10 +9,11 @@ from systolic.accelerator.isa import COMMAND_COUNT_BITS, Buffer
 from .memory_image import MemoryImage, pack_rows, unpack_rows
 from .program import Program
 from .quant import Requant
+from .schedule import emit_schedule
 from .tiling import LEAD_ROWS, plan_gemm
 
 __all__ = ["GemmJob", "GemmLayout", "build_gemm", "layout_gemm", "gemm_program",
-           "gemm_instruction_count"]
+           "gemm_instruction_count", "param_rows", "GemmLowering"]
 
 
 @dataclass
@@ -58,7 +59,8 @@ def _tile_operands(config, plan, a, w):
     return a_rows, w_rows
 
 
-def _param_rows(config, plan, bias, requant):
+def param_rows(config, plan, bias, requant):
+    """Parameter rows (bias, M0, shift) of `plan.n_tiles` tiles of `cols` channels, zero-padded."""
     width = plan.n_tiles * config.cols
 
     def padded(values):
@@ -107,7 +109,8 @@ def gemm_program(config, plan, layout, requant=None):
     program.load(Buffer.PARAM, dram_addr=layout.param_addr, sram_addr=0, rows=plan.n_tiles)
     if requant is not None:
         program.config_output(zero_point=requant.zero_point, qmin=requant.qmin, qmax=requant.qmax)
-    _schedule(program, config, plan, layout, requantize=requant is not None)
+    emit_schedule(program, plan, GemmLowering(config, plan, layout),
+                  requantize=requant is not None)
     program.done()
     return program
 
@@ -137,7 +140,7 @@ def build_gemm(config, a, w, bias=None, requant=None):
     a_rows, w_rows = _tile_operands(config, plan, a, w)
     image = np.zeros(layout.end * config.bus_bytes, np.uint8)
     for address, packed in (
-            (layout.param_addr, pack_rows(_param_rows(config, plan, bias, requant), config.bus_bytes)),
+            (layout.param_addr, pack_rows(param_rows(config, plan, bias, requant), config.bus_bytes)),
             (layout.a_addr, pack_rows([(a_rows, config.act_bits)], config.bus_bytes)),
             (layout.w_addr, pack_rows([(w_rows, config.weight_bits)], config.bus_bytes))):
         start = address * config.bus_bytes
@@ -152,50 +155,51 @@ def _pieces(rows):
     return [(start, min(LEAD_ROWS, rows - start)) for start in range(0, rows, LEAD_ROWS)]
 
 
-def _schedule(program, config, plan, layout, requantize):
-    """Emit the loop nest of :mod:`sw_driver.tiling` with its dependency tokens.
+@dataclass(frozen=True)
+class GemmLowering:
+    """The steps of a host-lowered GEMM for :func:`~sw_driver.schedule.emit_schedule`.
 
-    Nothing overlaps the first N tile of the first block (the load unit is still bringing
-    in A) nor the very last step, so those run in pieces of ``LEAD_ROWS`` rows: the array
-    follows the load piece by piece, and each piece of the last step is stored while the
-    next one computes.
+    A piece is ``(first row in the block, rows)``; a block's K tile ``k`` is A slice ``k``
+    of the block's rows, at input-buffer rows ``region + k * block_rows``.
     """
-    a_addr, a_words, w_addr, w_words = layout.a_addr, layout.a_words, layout.w_addr, layout.w_words
-    out_addr, out_words = layout.out_addr, layout.out_words
-    slots, steps = plan.weight_slots, plan.steps
-    pairs = plan.blocks * plan.n_tiles
-    step = pair = 0
-    for block in range(plan.blocks):
-        m0, block_rows = plan.block_bounds(block)
-        region = plan.input_region(block)
-        for n_tile in range(plan.n_tiles):
-            acc_slot = (pair % 2) * plan.block_rows
-            final_pair = pair == pairs - 1
-            for k_tile in range(plan.k_tiles):
-                weight_row = (step % slots) * config.rows
-                input_row = region + k_tile * plan.block_rows
-                program.load(Buffer.WEIGHT, sram_addr=weight_row, rows=config.rows,
-                             dram_addr=w_addr + (n_tile * plan.k_tiles + k_tile) * config.rows * w_words,
-                             wait=step >= slots, signal=n_tile != 0)
-                loads = _pieces(block_rows) if step < plan.k_tiles else [(0, block_rows)]
-                if n_tile == 0:
-                    for start, rows in loads:
-                        program.load(Buffer.INPUT, sram_addr=input_row + start, rows=rows,
-                                     dram_addr=a_addr + (k_tile * plan.m + m0 + start) * a_words,
-                                     signal=True)
-                program.preload(weight_row, wait_load=True, signal_load=step + slots < steps)
-                pieces = loads if step < steps - 1 else _pieces(block_rows)
-                last_k = k_tile == plan.k_tiles - 1
-                for index, (start, rows) in enumerate(pieces):
-                    program.compute(input_row + start, acc_slot + start, rows,
-                                    accumulate=k_tile > 0, switch=index == 0,
-                                    wait_load=index > 0 and len(loads) > 1,
-                                    wait_store=k_tile == 0 and pair >= 2 and index == 0,
-                                    signal_store=last_k and (final_pair or index == len(pieces) - 1))
-                step += 1
-            stores = pieces if final_pair else [(0, block_rows)]
-            for start, rows in stores:
-                program.store(acc_slot + start, rows, param_row=n_tile, requantize=requantize,
-                              dram_addr=out_addr + (n_tile * plan.m + m0 + start) * out_words,
-                              wait=True, signal=pair + 2 < pairs)
-            pair += 1
+    config: object
+    plan: object
+    layout: GemmLayout
+
+    def weight_addr(self, n_tile, k_tile):
+        layout, plan = self.layout, self.plan
+        return layout.w_addr + (n_tile * plan.k_tiles + k_tile) * self.config.rows * layout.w_words
+
+    def _input_row(self, block, k_tile):
+        return self.plan.input_region(block) + k_tile * self.plan.block_rows
+
+    def _loads(self, block, k_tile, pieces):
+        m0, _ = self.plan.block_bounds(block)
+        input_row = self._input_row(block, k_tile)
+        return [((start, rows), [(input_row + start, rows, self.layout.a_addr
+                                  + (k_tile * self.plan.m + m0 + start) * self.layout.a_words)])
+                for start, rows in pieces]
+
+    def lead_pieces(self, block, k_tile):
+        return self._loads(block, k_tile, self.store_pieces(block))
+
+    def block_loads(self, block, k_tile):
+        return self._loads(block, k_tile, [self.whole(block)])[0][1]
+
+    def whole(self, block):
+        return (0, self.plan.block_bounds(block)[1])
+
+    def store_pieces(self, block):
+        return _pieces(self.plan.block_bounds(block)[1])
+
+    def compute(self, program, block, k_tile, piece, acc_slot, **flags):
+        start, rows = piece
+        program.compute(self._input_row(block, k_tile) + start, acc_slot + start, rows, **flags)
+
+    def store(self, program, block, n_tile, piece, acc_slot, **flags):
+        start, rows = piece
+        m0, _ = self.plan.block_bounds(block)
+        layout = self.layout
+        program.store(acc_slot + start, rows, param_row=n_tile,
+                      dram_addr=layout.out_addr + (n_tile * self.plan.m + m0 + start) * layout.out_words,
+                      **flags)

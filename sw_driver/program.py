@@ -6,9 +6,15 @@ preceded, in program order, by a matching signal), so that a program built with
 :class:`Program` can neither address outside a buffer nor deadlock.
 """
 
-from systolic.accelerator.isa import Buffer, Opcode, encode
+from dataclasses import dataclass
 
-__all__ = ["Program", "ProgramError"]
+from systolic.accelerator.isa import (COORDINATE_BITS, SRAM_ADDR_BITS, Buffer, Opcode, encode,
+                                      pack_window_fields, window_geometry_layout,
+                                      window_tap_layout)
+
+__all__ = ["Program", "ProgramError", "WindowGeometry"]
+
+_ADDRESS_MASK = (1 << SRAM_ADDR_BITS) - 1
 
 # Token channels: (producer, consumer).
 CHANNELS = ("load->execute", "execute->load", "execute->store", "store->execute")
@@ -18,6 +24,23 @@ class ProgramError(ValueError):
     """A malformed command stream, found before simulation."""
 
 
+@dataclass(frozen=True)
+class WindowGeometry:
+    """The feature map of windowed COMPUTEs: ``in_height`` x ``in_width`` pixels of
+    ``channel_blocks`` input-buffer rows each (channel-blocked NHWC), ``out_width``
+    output columns, one ``stride`` for both axes."""
+    in_height: int
+    in_width: int
+    channel_blocks: int
+    out_width: int
+    stride: int
+
+    @property
+    def row_rows(self):
+        """Buffer rows of one feature-map row."""
+        return self.in_width * self.channel_blocks
+
+
 class Program:
     """Builds the instruction stream of one run for an :class:`~systolic.accelerator.config.AcceleratorConfig`."""
 
@@ -25,6 +48,7 @@ class Program:
         self.config = config
         self.instructions = []
         self.tokens = dict.fromkeys(CHANNELS, 0)
+        self.window_geometry = None
 
     def __len__(self):
         return len(self.instructions)
@@ -101,6 +125,66 @@ class Program:
         self._execute(Opcode.COMPUTE, wait_load, wait_store, signal_load, signal_store,
                       sram_addr=sram_addr, sram_addr2=acc_addr, rows=rows,
                       flags={"accumulate": bool(accumulate), "switch": bool(switch)})
+
+    def window(self, geometry):
+        """Set the :class:`WindowGeometry` of later windowed COMPUTEs (execute unit, in order)."""
+        limit = (1 << (COORDINATE_BITS - 1)) - 1
+        for name in ("in_height", "in_width", "channel_blocks", "out_width", "stride"):
+            value = getattr(geometry, name)
+            if not isinstance(value, int) or not 1 <= value <= limit:
+                raise ProgramError(f"window {name} must be within 1..{limit}, not {value!r}")
+        if geometry.row_rows > self.config.input_buffer_rows:
+            raise ProgramError(f"one feature-map row ({geometry.row_rows} buffer rows) does not "
+                               f"fit the {self.config.input_buffer_rows}-row input buffer")
+        dram_addr, dram_stride = pack_window_fields(
+            window_geometry_layout, in_width=geometry.in_width, in_height=geometry.in_height,
+            stride=geometry.stride)
+        self._emit(Opcode.WINDOW, rows=geometry.out_width,
+                   sram_addr=(geometry.stride * geometry.channel_blocks) & _ADDRESS_MASK,
+                   sram_addr2=(geometry.stride * geometry.row_rows) & _ADDRESS_MASK,
+                   dram_addr=dram_addr, dram_stride=dram_stride)
+        self.window_geometry = geometry
+
+    def compute_window(self, acc_addr, *, band_addr, band_y, band_height, out_y, out_rows,
+                       kh, kw, channel_block, pad_top, pad_left, accumulate, switch,
+                       wait_load=False, wait_store=False, signal_load=False, signal_store=False):
+        """Stream the windows of one tap through the array into accumulator rows ``acc_addr ..``.
+
+        The vectors are, for the ``out_rows`` whole output rows from ``out_y`` on (raster
+        order), channel block ``channel_block`` of the input pixel under tap ``(kh, kw)``:
+        ``(out_y * stride + kh - pad_top, ox * stride + kw - pad_left)``, or zeros where that
+        pixel is padding. Feature-map rows ``band_y .. band_y + band_height - 1`` sit in the
+        input buffer from row ``band_addr`` on; every pixel the tap reads must be among them.
+        """
+        geometry = self.window_geometry
+        if geometry is None:
+            raise ProgramError("a windowed COMPUTE needs an earlier WINDOW instruction")
+        pixels = out_rows * geometry.out_width
+        self._check_rows(pixels)
+        self._check_sram("accumulator", acc_addr, pixels, self.config.accumulator_rows)
+        self._check_sram("input buffer", band_addr, band_height * geometry.row_rows,
+                         self.config.input_buffer_rows)
+        if not 0 <= channel_block < geometry.channel_blocks:
+            raise ProgramError(f"channel block {channel_block!r} is outside "
+                               f"0..{geometry.channel_blocks - 1}")
+        stride = geometry.stride
+        first_y = out_y * stride + kh - pad_top
+        last_y = first_y + (out_rows - 1) * stride
+        read_ys = [y for y in (max(first_y, 0), min(last_y, geometry.in_height - 1))
+                   if 0 <= y < geometry.in_height]
+        if read_ys and not (band_y <= read_ys[0] and read_ys[-1] < band_y + band_height):
+            raise ProgramError(f"tap ({kh}, {kw}) of output rows {out_y}..{out_y + out_rows - 1} "
+                               f"reads feature-map rows {read_ys[0]}..{read_ys[-1]}, outside the "
+                               f"band {band_y}..{band_y + band_height - 1} in the buffer")
+        x = kw - pad_left
+        row_addr = band_addr + (first_y - band_y) * geometry.row_rows
+        dram_addr, dram_stride = pack_window_fields(
+            window_tap_layout, y=first_y, x=x,
+            column=(x * geometry.channel_blocks + channel_block) & _ADDRESS_MASK)
+        self._execute(Opcode.COMPUTE, wait_load, wait_store, signal_load, signal_store,
+                      sram_addr=row_addr & _ADDRESS_MASK, sram_addr2=acc_addr, rows=pixels,
+                      dram_addr=dram_addr, dram_stride=dram_stride,
+                      flags={"accumulate": bool(accumulate), "switch": bool(switch), "window": 1})
 
     def _execute(self, opcode, wait_load, wait_store, signal_load, signal_store, **fields):
         waits = ["load->execute"] * wait_load + ["store->execute"] * wait_store

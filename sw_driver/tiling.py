@@ -37,6 +37,7 @@ class GemmPlan:
     block_rows: int
     blocks: int
     weight_slots: int
+    weights_resident = False      # the GEMM streams its weights once per block
 
     @property
     def steps(self):

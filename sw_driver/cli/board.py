@@ -49,9 +49,9 @@ def run(args):
     check_option("--tiles", args.tiles, minimum=1, maximum=MAX_COUNT)
     check_option("--vectors", args.vectors, minimum=1, maximum=MAX_COUNT)
     board = BOARDS[args.board]
-    multiplier, lut_rows = choose_multipliers("ecp5", rows=rows, cols=cols, part=board.part,
-                                              multiplier=args.multiplier)
     try:
+        multiplier, lut_rows = choose_multipliers("ecp5", rows=rows, cols=cols,
+                                                  part=board.part, multiplier=args.multiplier)
         selftest = ArraySelfTest(rows=rows, cols=cols, weight_bits=args.weight_bits,
                                  act_bits=args.act_bits, tiles=args.tiles, vectors=args.vectors,
                                  multiplier=multiplier, lut_multiplier_rows=lut_rows)
@@ -70,7 +70,7 @@ def run(args):
           f"expected checksum {selftest.expected:#010x}")
     try:
         build = build_bitstream(top, board=args.board, build_dir=args.build_dir)
-    except (SynthesisError, ToolNotFound) as error:
+    except (SynthesisError, ToolNotFound, ValueError) as error:
         raise CliError(str(error)) from None
     for clock, mhz in build.fmax_mhz.items():
         print(f"  Fmax {clock}: {mhz:.2f} MHz")

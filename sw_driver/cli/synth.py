@@ -109,9 +109,12 @@ def _plan(args):
         part = check_part(args.target, args.part)
     except ValueError as error:
         raise CliError(f"--part: {error}") from None
-    multiplier, lut_rows = choose_multipliers(
-        args.target, rows=rows, cols=cols, part=part, multiplier=args.multiplier,
-        lut_rows=args.lut_rows, dsp_budget=args.dsp_budget)
+    try:
+        multiplier, lut_rows = choose_multipliers(
+            args.target, rows=rows, cols=cols, part=part, multiplier=args.multiplier,
+            lut_rows=args.lut_rows, dsp_budget=args.dsp_budget)
+    except (TypeError, ValueError) as error:
+        raise CliError(str(error)) from None
     return rows, cols, part, multiplier, lut_rows
 
 
@@ -129,7 +132,7 @@ def run(args):
     try:
         result = synthesize(design, target=args.target, part=part, pnr=args.pnr,
                             freq_mhz=args.freq, seed=args.seed, workdir=args.build_dir)
-    except (SynthesisError, ToolNotFound) as error:
+    except (SynthesisError, ToolNotFound, ValueError) as error:
         raise CliError(str(error)) from None
     seconds = time.monotonic() - start
     title = (f"{args.design} {rows}x{cols}, int{args.weight_bits} weights, "

@@ -231,9 +231,10 @@ def parse_selection(graph, spec):
     if spec is None or not str(spec).strip() or str(spec).strip() == "all":
         return [node.name for node in graph.nodes]
     chosen, unknown = set(), []
-    for term in (part.strip() for part in str(spec).split(",")):
-        if not term:
-            continue
+    terms = [part.strip() for part in str(spec).split(",") if part.strip()]
+    if not terms:
+        raise ValueError(f"layer selection {spec!r} selects no layer of {graph.name}")
+    for term in terms:
         start_name, dots, end_name = (piece.strip() for piece in term.partition(".."))
         start = _span(graph, start_name) if start_name else (0, 0)
         if not dots:

@@ -239,10 +239,14 @@ def load_onnx(model, name=None):
 
     Raises ``ValueError`` naming every unsupported operator before importing anything.
     """
-    import onnx
+    import onnx  # heavy: loaded only when a model is imported
+    from google.protobuf.message import DecodeError
     if not isinstance(model, onnx.ModelProto):
         name = name or Path(model).stem
-        model = onnx.load(str(model))
+        try:
+            model = onnx.load(str(model))
+        except DecodeError as error:
+            raise ValueError(f"{model} is not an ONNX model: {error}") from None
     unsupported = sorted({node.op_type for node in model.graph.node} - set(_HANDLERS))
     if unsupported:
         raise ValueError(f"unsupported ONNX operator(s): {', '.join(unsupported)}; supported: "

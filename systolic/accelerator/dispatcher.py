@@ -1,12 +1,13 @@
 """Fetches instructions, checks them, and hands them to the load, execute and store queues."""
 
-from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from .interfaces import BufferReadSignature
-from .isa import COMMAND_COUNT_BITS, ERROR_CODE_BITS, Buffer, ErrorCode, Opcode, instruction_layout
+from .isa import (COMMAND_COUNT_BITS, ERROR_CODE_BITS, Buffer, ErrorCode, Opcode,
+                  instruction_layout, window_geometry_layout)
 
 __all__ = ["Dispatcher"]
 
@@ -98,11 +99,21 @@ class Dispatcher(wiring.Component):
                 with m.If(beyond(insn.sram_addr, config.rows, config.weight_buffer_rows)):
                     m.d.comb += code.eq(ErrorCode.SRAM_RANGE)
             with m.Case(Opcode.COMPUTE):
+                # A windowed COMPUTE's reads are not a range: the reader keeps them inside
+                # the buffer by cutting addresses, and the host proves them inside the band.
+                linear = ~insn.flags.compute.window
                 with m.If(rows == 0):
                     m.d.comb += code.eq(ErrorCode.ZERO_ROWS)
-                with m.Elif(beyond(insn.sram_addr, rows, config.input_buffer_rows)
+                with m.Elif((linear & beyond(insn.sram_addr, rows, config.input_buffer_rows))
                             | beyond(insn.sram_addr2, rows, config.accumulator_rows)):
                     m.d.comb += code.eq(ErrorCode.SRAM_RANGE)
+            with m.Case(Opcode.WINDOW):
+                geometry = data.View(window_geometry_layout, Cat(insn.dram_addr, insn.dram_stride))
+                with m.If(insn.wait_prev | insn.wait_next | insn.signal_prev | insn.signal_next):
+                    m.d.comb += code.eq(ErrorCode.BAD_DEPENDENCY)
+                with m.Elif((rows == 0) | (geometry.in_width == 0) | (geometry.in_height == 0)
+                            | (geometry.stride == 0)):
+                    m.d.comb += code.eq(ErrorCode.BAD_WINDOW)
             with m.Case(Opcode.STORE):
                 with m.If(insn.wait_next | insn.signal_next):
                     m.d.comb += code.eq(ErrorCode.BAD_DEPENDENCY)
@@ -127,7 +138,8 @@ class Dispatcher(wiring.Component):
         insn = self.command_read.data
         code = self.check(m, insn)
         queues = {Opcode.LOAD: self.load, Opcode.PRELOAD: self.execute,
-                  Opcode.COMPUTE: self.execute, Opcode.STORE: self.store,
+                  Opcode.COMPUTE: self.execute, Opcode.WINDOW: self.execute,
+                  Opcode.STORE: self.store,
                   Opcode.CONFIG: self.store}
         for queue in (self.load, self.execute, self.store):
             m.d.comb += queue.payload.eq(insn)

@@ -7,9 +7,11 @@ from amaranth.utils import ceil_log2
 
 from .array import SystolicArray
 from .buffer_reader import BufferReader
+from .window_reader import WindowReader, window_geometry_shape
 from .interfaces import (BufferReadSignature, BufferWriteSignature, TokenSignalSignature,
                          TokenWaitSignature)
-from .isa import SRAM_ADDR_BITS, Opcode, instruction_layout
+from .isa import (SRAM_ADDR_BITS, Opcode, instruction_layout, window_geometry_layout,
+                  window_tap_layout)
 from .queue import Queue
 from .tracker import CompletionTracker
 
@@ -31,10 +33,13 @@ class ExecuteUnit(wiring.Component):
     """Executes PRELOAD and COMPUTE instructions in order, overlapping them.
 
     A PRELOAD streams ``rows`` (array rows) weight-buffer rows into the array's
-    shadow bank; a COMPUTE streams ``rows`` input-buffer rows through the array and
+    shadow bank; a COMPUTE streams ``rows`` activation vectors through the array and
     writes (``flags.compute.accumulate``: adds) each result to accumulator row
     ``sram_addr2 + i``, after switching to the preloaded weights if
-    ``flags.compute.switch``. Accumulator updates are a 2-stage read-modify-write at
+    ``flags.compute.switch``. The vectors are consecutive input-buffer rows from
+    ``sram_addr`` on, or, with ``flags.compute.window``, the convolution windows of one
+    kernel tap over the feature map of the last WINDOW instruction (see
+    :class:`~.window_reader.WindowReader`); a WINDOW takes one cycle and needs no tokens. Accumulator updates are a 2-stage read-modify-write at
     one row per cycle; the accumulator read port must be transparent to its write
     port, so back-to-back updates of one row see each other. Tokens (``signal_prev``:
     buffers free, ``signal_next``: accumulator rows ready) fire in program order
@@ -106,7 +111,7 @@ class ExecuteUnit(wiring.Component):
             multiplier=config.multiplier, lut_multiplier_rows=config.lut_multiplier_rows)
         m.submodules.weight_reader = weight_reader = BufferReader(
             width=config.row_bits("weight"), depth=config.weight_buffer_rows)
-        m.submodules.input_reader = input_reader = BufferReader(
+        m.submodules.input_reader = input_reader = WindowReader(
             width=config.row_bits("input"), depth=config.input_buffer_rows)
         m.submodules.tracker = tracker = CompletionTracker(flags=2)
         m.submodules.descriptors = descriptors = Queue(descriptor_layout, DESCRIPTOR_DEPTH)
@@ -138,8 +143,14 @@ class ExecuteUnit(wiring.Component):
         tokens_ok = ((~head.wait_prev | from_load.available)
                      & (~head.wait_next | from_store.available))
         is_preload = head.opcode == Opcode.PRELOAD
+        is_window = head.opcode == Opcode.WINDOW
         unit_ok = Mux(is_preload, weight_reader.command.ready,
-                      input_reader.command.ready & descriptors.w.ready)
+                      is_window | (input_reader.command.ready & descriptors.w.ready))
+        geometry = Signal(window_geometry_shape)
+        m.d.comb += input_reader.geometry.eq(geometry)
+        operands = Cat(head.dram_addr, head.dram_stride)     # WINDOW / windowed COMPUTE view
+        window_fields = data.View(window_geometry_layout, operands)
+        tap = data.View(window_tap_layout, operands)
         # Stalls are counted only on cycles the array takes no activation.
         idle = ~self.array_active
         m.d.comb += [
@@ -162,12 +173,23 @@ class ExecuteUnit(wiring.Component):
                                      weight_reader.command.payload.count.eq(self.config.rows)]
                         m.d.sync += pending_signals.eq(signals)
                         m.next = "PRELOAD"
+                    with m.Elif(is_window):
+                        m.d.sync += [geometry.in_width.eq(window_fields.in_width),
+                                     geometry.in_height.eq(window_fields.in_height),
+                                     geometry.stride.eq(window_fields.stride),
+                                     geometry.out_width.eq(head.rows),
+                                     geometry.column_step.eq(head.sram_addr),
+                                     geometry.row_step.eq(head.sram_addr2)]
                     with m.Else():
                         flags = head.flags.compute
+                        command = input_reader.command.payload
                         m.d.comb += [
                             input_reader.command.valid.eq(1),
-                            input_reader.command.payload.addr.eq(head.sram_addr),
-                            input_reader.command.payload.count.eq(head.rows),
+                            command.addr.eq(head.sram_addr),
+                            command.count.eq(head.rows),
+                            command.window.eq(flags.window),
+                            command.y.eq(tap.y), command.x.eq(tap.x),
+                            command.column.eq(tap.column),
                             descriptors.w.valid.eq(1),
                             descriptors.w.payload.acc_addr.eq(head.sram_addr2),
                             descriptors.w.payload.accumulate.eq(flags.accumulate),

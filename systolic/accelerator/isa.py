@@ -9,13 +9,14 @@ from it.
 
 import enum
 
-from amaranth.hdl import unsigned
+from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 __all__ = ["Opcode", "Buffer", "ErrorCode", "FIELDS", "INSTRUCTION_BITS", "COMMAND_COUNT_BITS",
            "MAX_COMMANDS", "ROW_COUNT_BITS", "SRAM_ADDR_BITS", "DRAM_ADDR_BITS",
            "ERROR_CODE_BITS", "COUNTER_SELECT_BITS", "COUNTER_BITS", "FLAG_BITS",
-           "flags_layout", "instruction_layout", "encode", "decode", "decode_flags"]
+           "COORDINATE_BITS", "flags_layout", "instruction_layout", "window_geometry_layout",
+           "window_tap_layout", "encode", "decode", "decode_flags", "pack_window_fields"]
 
 INSTRUCTION_BITS = 128
 # One constant per width of the accelerator's host-facing ports and fields.
@@ -28,7 +29,8 @@ ERROR_CODE_BITS = 8
 COUNTER_SELECT_BITS = 8
 COUNTER_BITS = 64
 OPCODE_BITS = 4
-FLAG_BITS = 2
+FLAG_BITS = 3
+COORDINATE_BITS = 16        # signed feature-map coordinates and sizes of windowed COMPUTEs
 
 
 class Opcode(enum.IntEnum):
@@ -39,6 +41,7 @@ class Opcode(enum.IntEnum):
     STORE = 4     # accumulator -> post-processing -> main memory (store unit)
     CONFIG = 5    # output zero point and clamp for later STOREs (store unit)
     DONE = 6      # wait until every unit is idle, then finish
+    WINDOW = 7    # feature-map geometry for later windowed COMPUTEs (execute unit)
 
 
 class Buffer(enum.IntEnum):
@@ -58,14 +61,16 @@ class ErrorCode(enum.IntEnum):
     ZERO_ROWS = 6
     DEADLOCK = 7           # no unit made progress for a long time (token mismatch)
     COMMAND_RANGE = 8      # more instructions than the command memory holds
+    BAD_WINDOW = 9         # WINDOW with a zero output width, feature-map size or stride
 
 
 # The meaning of the flag bits, per opcode (opcodes without flags leave them 0).
 flags_layout = data.UnionLayout({
-    "load": data.StructLayout({"buffer": unsigned(FLAG_BITS)}),           # a Buffer
+    "load": data.StructLayout({"buffer": unsigned(2)}),                   # a Buffer
     "compute": data.StructLayout({
         "accumulate": unsigned(1),     # add to the accumulator rows instead of overwriting them
         "switch": unsigned(1),         # switch to the preloaded weights before the first vector
+        "window": unsigned(1),         # vectors are convolution windows (see window_tap_layout)
     }),
     "store": data.StructLayout({
         "requantize": unsigned(1),     # requantized outputs, else raw accumulator + bias
@@ -91,6 +96,23 @@ _fields = {
 _fields["reserved"] = unsigned(INSTRUCTION_BITS - data.StructLayout(_fields).size)
 instruction_layout = data.StructLayout(_fields)
 assert instruction_layout.size == INSTRUCTION_BITS
+
+# WINDOW and windowed COMPUTE give their 64 bits of ``dram_addr`` and ``dram_stride``
+# (which they do not use as addresses) these meanings; see docs/isa.md.
+window_geometry_layout = data.StructLayout({
+    "in_width": unsigned(COORDINATE_BITS),     # W: feature-map columns
+    "in_height": unsigned(COORDINATE_BITS),    # H: feature-map rows
+    "stride": unsigned(COORDINATE_BITS),       # s
+    "reserved": unsigned(COORDINATE_BITS),
+})
+window_tap_layout = data.StructLayout({
+    "y": signed(COORDINATE_BITS),              # input row of the first vector (may be < 0)
+    "x": signed(COORDINATE_BITS),              # input column of each output row's first vector
+    "column": unsigned(SRAM_ADDR_BITS),        # buffer offset of that column (modulo 2**16)
+    "reserved": unsigned(COORDINATE_BITS),
+})
+# WINDOW reuses the buffer-address fields for the two address steps and the output width.
+WINDOW_FIELDS = {"out_width": "rows", "column_step": "sram_addr", "row_step": "sram_addr2"}
 
 # name: (lsb, width) of every field the host sets, derived from the layout.
 FIELDS = {name: (field.offset, field.width) for name, field in instruction_layout
@@ -148,6 +170,26 @@ def encode(opcode, **fields):
         lsb, width = FIELDS[name]
         word |= _check_fits(name, value, width) << lsb
     return word
+
+
+def pack_window_fields(layout, **values):
+    """``(dram_addr, dram_stride)`` holding ``values`` laid out as ``layout``
+    (:data:`window_geometry_layout` or :data:`window_tap_layout`); signed fields may be negative."""
+    bits = 0
+    for name, value in values.items():
+        try:
+            field = layout[name]
+        except KeyError:
+            raise ValueError(f"unknown window field {name!r}") from None
+        value = int(value)
+        lo, hi = ((-(1 << (field.width - 1)), (1 << (field.width - 1)) - 1)
+                  if field.shape.signed else (0, (1 << field.width) - 1))
+        if not lo <= value <= hi:
+            raise ValueError(f"{name}={value!r} does not fit a {'signed ' * field.shape.signed}"
+                             f"{field.width}-bit field")
+        bits |= (value & ((1 << field.width) - 1)) << field.offset
+    address_bits = FIELDS["dram_addr"][1]
+    return bits & ((1 << address_bits) - 1), bits >> address_bits
 
 
 def decode(word):

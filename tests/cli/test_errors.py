@@ -140,7 +140,7 @@ def test_an_output_in_a_missing_folder_is_refused_before_running(folder, capsys)
 
 def test_an_empty_layer_selection_is_one_line(folder, capsys):
     assert one_line_error(capsys, RESNET18 + ["--layers", ","]) == (
-        "--layers ',' selects no layer of resnet18")
+        "layer selection ',' selects no layer of resnet18")
 
 
 def test_a_report_path_that_is_a_file_is_one_line(folder, capsys):

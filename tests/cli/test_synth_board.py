@@ -22,11 +22,8 @@ def have_yosys():
 
 
 def run_cli(argv, capsys):
-    """Exit code and stderr of one invocation (argparse's own errors raise SystemExit)."""
-    try:
-        code = main(argv)
-    except SystemExit as exit:
-        code = exit.code
+    """Exit code and stderr of one invocation."""
+    code = main(argv)
     return code, capsys.readouterr().err
 
 
@@ -77,7 +74,7 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, message, capsys, fake_synth
 def test_array_size_must_have_a_row_and_a_column(command, capsys):
     code, err = run_cli([command, "--array", "0x4"], capsys)
     assert code == 2
-    assert "'0x4'" in err and "Traceback" not in err
+    assert err.count("\n") == 1 and "'0x4'" in err
 
 
 def test_top_takes_the_multiplier_options(tmp_path, capsys, fake_synthesize):

@@ -14,12 +14,14 @@ DOC = pathlib.Path(__file__).parents[3] / "docs" / "isa.md"
 
 
 def test_named_flags_keep_the_documented_bits():
-    # docs/isa.md: flags at 9:8; COMPUTE accumulate bit 8, switch bit 9; STORE requantize bit 8.
+    # docs/isa.md: flags at 10:8; COMPUTE accumulate bit 8, switch bit 9, window bit 10;
+    # STORE requantize bit 8.
     assert encode(Opcode.COMPUTE, flags={"accumulate": 1}) == 3 | 1 << 8
     assert encode(Opcode.COMPUTE, flags={"switch": 1}) == 3 | 1 << 9
+    assert encode(Opcode.COMPUTE, flags={"window": 1}) == 3 | 1 << 10
     assert encode(Opcode.STORE, flags={"requantize": 1}) == 4 | 1 << 8
     assert encode(Opcode.LOAD, flags={"buffer": Buffer.PARAM}) == 1 | 2 << 8
-    assert decode_flags(3 | 3 << 8) == {"accumulate": 1, "switch": 1}
+    assert decode_flags(3 | 3 << 8) == {"accumulate": 1, "switch": 1, "window": 0}
 
 
 @pytest.mark.parametrize("opcode,flags,message", [

@@ -100,6 +100,13 @@ def error_of(words, config=SMALL):
      ErrorCode.DRAM_RANGE),
     (encode(Opcode.STORE, rows=1, dram_addr=SMALL.memory_words - 1), ErrorCode.DRAM_RANGE),
     (encode(Opcode.COMPUTE, rows=1, wait_prev=1), ErrorCode.DEADLOCK),
+    (encode(Opcode.WINDOW, rows=0, dram_addr=1 | 1 << 16, dram_stride=1), ErrorCode.BAD_WINDOW),
+    (encode(Opcode.WINDOW, rows=2, dram_addr=1 | 1 << 16, dram_stride=0), ErrorCode.BAD_WINDOW),
+    (encode(Opcode.WINDOW, rows=2, dram_addr=1 << 16, dram_stride=1), ErrorCode.BAD_WINDOW),
+    (encode(Opcode.WINDOW, rows=2, dram_addr=1 | 1 << 16, dram_stride=1, signal_next=1),
+     ErrorCode.BAD_DEPENDENCY),
+    (encode(Opcode.COMPUTE, rows=SMALL.accumulator_rows + 1, flags={"window": 1}),
+     ErrorCode.SRAM_RANGE),
 ])
 def test_hardware_flags_malformed_instructions_instead_of_hanging(word, code):
     assert error_of([word]) == (True, code)
