@@ -12,7 +12,7 @@ from amaranth.back import rtlil
 
 from .base import SimulatorToolError
 from .compiled import CompiledBackend, find_tool, run_tool, tool_output
-from .netlist import skip_zero_memory_init
+from systolic.flow.netlist import skip_zero_memory_init
 
 __all__ = ["CxxrtlBackend", "cxxrtl_include"]
 

@@ -17,7 +17,7 @@ from amaranth.back import verilog
 
 from .base import SimulatorToolError
 from .compiled import CompiledBackend, cache_root, find_tool, run_tool, tool_output
-from .netlist import skip_zero_memory_init
+from systolic.flow.netlist import skip_zero_memory_init
 
 __all__ = ["VerilatorBackend", "verilator_root"]
 

@@ -24,6 +24,7 @@ from ..accelerator.config import AcceleratorConfig
 from ..accelerator.pe import check_multiplier
 from ..accelerator.top import Accelerator
 from ..params import check_int
+from .netlist import skip_zero_memory_init
 from .nextpnr import DEFAULT_PART, ECP5_DSPS, check_part, nextpnr_command, parse_nextpnr_report
 from .toolchain import find_tool
 
@@ -31,7 +32,7 @@ __all__ = [
     "TARGETS", "DESIGNS", "SynthesisError", "SynthesisResult",
     "component_ports", "tidy_verilog", "to_verilog", "to_rtlil", "yosys_script",
     "parse_stat", "run_yosys", "run_nextpnr", "synthesize",
-    "lut_rows_for_dsp_budget", "choose_multipliers", "build_design",
+    "lut_rows_for_dsp_budget", "choose_multipliers", "build_design", "FPGA_SIZES",
 ]
 
 TARGETS = ("ecp5", "ice40", "generic")
@@ -103,8 +104,14 @@ def tidy_verilog(text):
 
 
 def to_verilog(component, name="top"):
-    """Verilog text of ``component`` with module name ``name``, readable by Yosys 0.70."""
-    return tidy_verilog(verilog.convert(component, name=name, ports=component_ports(component)))
+    """Verilog text of ``component`` with module name ``name``, readable by Yosys 0.70.
+
+    All-zero memory initialisers are left out (block RAMs start at zero): for the
+    accelerator's buffers they are most of the text and of Yosys's time.
+    """
+    with skip_zero_memory_init():
+        text = verilog.convert(component, name=name, ports=component_ports(component))
+    return tidy_verilog(text)
 
 
 def to_rtlil(component, name="top"):
@@ -309,6 +316,13 @@ def choose_multipliers(target, *, rows, cols, part=None, multiplier="auto", lut_
     return multiplier, lut_rows_for_dsp_budget(rows, cols, dsp_budget)
 
 
+# Buffer and memory sizes of a synthesized top, unless the caller gives others: what an
+# ECP5-85 holds beside the array. The simulated device's defaults (256 KiB of inputs, a
+# 64 Ki-instruction command memory) exceed the part's 3.7 Mbit of block RAM.
+FPGA_SIZES = {"input_buffer_rows": 4096, "weight_buffer_rows": 1024, "accumulator_rows": 1024,
+              "command_depth": 4096, "memory_words": 1 << 16}
+
+
 def build_design(design, *, rows, cols, weight_bits=8, act_bits=8, multiplier="generic",
                  lut_multiplier_rows=0, **config_fields):
     """The component to synthesize.
@@ -336,6 +350,7 @@ def build_design(design, *, rows, cols, weight_bits=8, act_bits=8, multiplier="g
     if design == "top":
         config = AcceleratorConfig(rows=rows, cols=cols, weight_bits=weight_bits,
                                    act_bits=act_bits, multiplier=multiplier,
-                                   lut_multiplier_rows=lut_multiplier_rows, **config_fields)
+                                   lut_multiplier_rows=lut_multiplier_rows,
+                                   **{**FPGA_SIZES, **config_fields})
         return Accelerator(config)
     raise ValueError(f"design must be one of {', '.join(DESIGNS)}, not {design!r}")

@@ -1,10 +1,11 @@
-"""Design conversion for the compiled backends, fast for large simulated memories.
+"""Design conversion without all-zero memory initialisers, for simulators and synthesis.
 
 Amaranth writes a memory's initial contents bit by bit into RTLIL, which takes minutes
 for a main memory of megabytes. Every memory of the harness top starts at zero, and
 nothing the accelerator reads is used before it was written (the host loads main
 memory; buffers are filled before they are read), so for simulation the initial
-contents can be left out: the simulators start memories at zero anyway.
+contents can be left out: the simulators start memories at zero anyway, and so do the
+FPGA's block RAMs.
 """
 
 import contextlib
