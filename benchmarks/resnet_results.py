@@ -1,38 +1,53 @@
-"""Per-layer ResNet-50 cycles and utilization on the simulated RTL, next to SCALE-Sim.
+"""Per-layer ResNet-50 cycles, traffic and utilization on the simulated RTL.
 
-Runs every conv and fc layer of ResNet-50 through ``sw_driver`` on the compiled backend,
-checking each against the integer reference, and writes one CSV per run::
+Runs every layer of ResNet-50 through ``sw_driver`` on the compiled backend (conv and fc
+on the device, each checked against the integer reference; pooling and residual adds on
+the host) and writes a report folder per run, ``docs/results/<run>/`` with ``layers.csv``
+(cycles, utilization, bytes moved, least bytes, roofline cycles, lowering, stalls),
+``summary.json`` and the plots::
 
-    python benchmarks/resnet_results.py run --array 16x16 --bus-bytes 64 --topology model
-    python benchmarks/resnet_results.py run --array 8x8 --bus-bytes 64 --topology scalesim
-    python benchmarks/resnet_results.py summarize          # CSVs -> tables for docs/results.md
+    python benchmarks/resnet_results.py run --array 16x16 --bus-bytes 4
+    python benchmarks/resnet_results.py run --array 8x8 --bus-bytes 16 --topology scalesim
+    python benchmarks/resnet_results.py summarize > tables.md
 
 ``--topology model`` is our ResNet-50 (torchvision v1.5 shapes, padded convolutions, the
 whole network with its real activations); ``scalesim`` is SCALE-Sim's own ResNet-50
-topology (v1 shapes, no padding), each layer on synthetic inputs.
+topology (v1 shapes, no padding), each layer on synthetic inputs. ``--lowering im2col``
+forces the host-im2col path for every convolution (the first wave's baseline).
 """
 
 import argparse
 import csv
-import math
+import json
 import pathlib
 import platform
 import time
 
-from sw_driver import Device
+from sw_driver import Device, api
 from sw_driver.models import resnet50
 from sw_driver.network import run_network
 from sw_driver.report import write_report
-from sw_driver.scalesim import graph_from_topology, resnet50_v1_topology, ws_cycles
+from sw_driver.scalesim import graph_from_topology, resnet50_v1_topology
 
 OUT = pathlib.Path(__file__).resolve().parent.parent / "docs" / "results"
-FIELDS = ["layer", "in_channels", "M", "K", "N", "macs", "cycles", "utilization", "bytes_moved",
-          "scalesim_cycles", "check", "execute_wait_load", "execute_wait_weights", "execute_wait_store"]
 
 
-def scalesim_cycles(gemm_shape, rows, cols):
-    m, k, n = gemm_shape          # window = K, filters = N, output pixels = M
-    return ws_cycles(k, n, m, rows, cols)
+class ForcedLowering:
+    """The layer API with every convolution lowered one way."""
+
+    def __init__(self, lowering):
+        self.lowering = lowering
+
+    def conv2d(self, *args, **kwargs):
+        return api.conv2d(*args, lowering=self.lowering, **kwargs)
+
+    def linear(self, *args, **kwargs):
+        return api.linear(*args, **kwargs)
+
+
+def run_name(topology, array, bus_bytes, lowering):
+    suffix = "" if lowering == "auto" else f"-{lowering}"
+    return f"{topology}-{array}-bus{bus_bytes}{suffix}"
 
 
 def run(args):
@@ -40,61 +55,53 @@ def run(args):
     device = Device(rows=rows, cols=cols, bus_bytes=args.bus_bytes, backend=args.backend)
     graph = resnet50() if args.topology == "model" else graph_from_topology(
         resnet50_v1_topology(), name="scalesim-resnet50")
+    layers = api if args.lowering == "auto" else ForcedLowering(args.lowering)
     started = time.time()
-    result = run_network(graph, device, progress=True)
+    result = run_network(graph, device, progress=True, layers=layers)
     seconds = time.time() - started
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{args.topology}-{rows}x{cols}-bus{args.bus_bytes}.csv"
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, FIELDS)
-        writer.writeheader()
-        for record in result.records:
-            if record.gemm_shape is None:
-                continue
-            m, k, n = record.gemm_shape
-            writer.writerow({
-                "layer": record.name, "in_channels": record.input_shape[1], "M": m, "K": k, "N": n, "macs": record.macs,
-                "cycles": record.cycles, "utilization": f"{record.utilization:.4f}",
-                "bytes_moved": record.bytes_moved,
-                "scalesim_cycles": scalesim_cycles(record.gemm_shape, rows, cols),
-                "check": record.check, **{name: record.stalls.get(name, 0) for name in FIELDS[-3:]}})
-    write_report(OUT / path.stem, result.records, rows=rows, cols=cols, bus_bytes=args.bus_bytes)
-    print(f"wrote {path} in {seconds:.0f} s on {platform.machine()} ({platform.processor() or 'cpu'})")
+    name = run_name(args.topology, args.array, args.bus_bytes, args.lowering)
+    summary = {"network": graph.name, "lowering": args.lowering, "seconds": round(seconds, 1),
+               "machine": f"{platform.machine()}, {platform.python_version()}"}
+    write_report(OUT / name, result.records, rows=rows, cols=cols, bus_bytes=args.bus_bytes,
+                 summary=summary)
+    print(f"wrote {OUT / name} in {seconds:.0f} s")
 
 
-def _load(path):
-    with path.open() as handle:
-        return list(csv.DictReader(handle))
+def _number(text):
+    return float(text) if text not in ("", None) else None
 
 
 def summarize(args):
-    for path in sorted(OUT.glob("*.csv")):
-        rows = _load(path)
-        array = path.stem.split("-")[1]
-        r, c = (int(v) for v in array.split("x"))
-        convs = [row for row in rows if not row["layer"].lower().startswith("fc")]
-        cycles = sum(int(row["cycles"]) for row in rows)
-        macs = sum(int(row["macs"]) for row in rows)
-        wins = sum(int(row["cycles"]) < int(row["scalesim_cycles"]) for row in convs)
-        wide = [row for row in convs if int(row["in_channels"]) >= 64]
-        print(f"### {path.stem}\n")
-        print(f"- total: {cycles:,} cycles for {macs / 1e9:.3f} GMAC, utilization "
-              f"{macs / (cycles * r * c):.1%}; SCALE-Sim WS formula "
-              f"{sum(int(row['scalesim_cycles']) for row in rows):,} cycles")
-        print(f"- conv layers with fewer cycles than SCALE-Sim: {wins} of {len(convs)}")
-        if wide:
-            worst = min(wide, key=lambda row: float(row["utilization"]))
-            print(f"- conv layers with >= 64 input channels: lowest utilization "
-                  f"{float(worst['utilization']):.1%} ({worst['layer']})")
-        print(f"- checks: {sum(row['check'] == 'pass' for row in rows)} pass, "
-              f"{sum(row['check'] == 'fail' for row in rows)} fail\n")
-        print("| layer | M x K x N | MMAC | cycles | util | SCALE-Sim cycles | ratio |")
+    for folder in sorted(path for path in OUT.iterdir() if (path / "layers.csv").exists()):
+        summary = json.loads((folder / "summary.json").read_text())
+        with (folder / "layers.csv").open() as handle:
+            table = [row for row in csv.DictReader(handle) if row["where"] == "device"]
+        rows, cols = summary["rows"], summary["cols"]
+        cycles = sum(int(row["cycles"]) for row in table)
+        macs = sum(int(row["macs"]) for row in table)
+        roofline = sum(int(row["roofline_cycles"]) for row in table)
+        moved = sum(int(row["bytes_moved"]) for row in table)
+        least = sum(int(row["min_bytes"]) for row in table)
+        convs = [row for row in table if row["kind"] == "conv"]
+        worst = max(convs, key=lambda row: _number(row["cycles_over_roofline"]))
+        print(f"### {folder.name}\n")
+        print(f"- device layers: {cycles:,} cycles for {macs / 1e9:.3f} GMAC, utilization "
+              f"{macs / (cycles * rows * cols):.1%}; roofline bound {roofline:,} cycles "
+              f"({macs / (roofline * rows * cols):.1%}); measured / roofline "
+              f"{cycles / roofline:.3f}")
+        print(f"- bytes moved {moved / 1e6:.2f} MB, least {least / 1e6:.2f} MB "
+              f"({moved / least:.2f}x); worst conv {worst['layer']} at "
+              f"{_number(worst['cycles_over_roofline']):.2f}x its roofline")
+        print(f"- checks: {sum(row['check'] == 'pass' for row in table)} pass, "
+              f"{sum(row['check'] == 'fail' for row in table)} fail; run took "
+              f"{summary.get('seconds', '?')} s\n")
+        print("| layer | lowering | M x K x N | cycles | util | bytes / least | cycles / roofline |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
-        for row in rows:
-            ratio = int(row["cycles"]) / int(row["scalesim_cycles"])
-            print(f"| {row['layer']} | {row['M']} x {row['K']} x {row['N']} | "
-                  f"{int(row['macs']) / 1e6:.1f} | {int(row['cycles']):,} | "
-                  f"{float(row['utilization']):.1%} | {int(row['scalesim_cycles']):,} | {ratio:.2f} |")
+        for row in table:
+            print(f"| {row['layer']} | {row['lowering'] or '-'} | {row['gemm_mkn']} | "
+                  f"{int(row['cycles']):,} | {_number(row['utilization']):.1%} | "
+                  f"{_number(row['bytes_over_min']):.2f} | "
+                  f"{_number(row['cycles_over_roofline']):.2f} |")
         print()
 
 
@@ -103,8 +110,9 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run")
     run_parser.add_argument("--array", default="16x16")
-    run_parser.add_argument("--bus-bytes", type=int, default=64)
+    run_parser.add_argument("--bus-bytes", type=int, default=16)
     run_parser.add_argument("--topology", choices=("model", "scalesim"), default="model")
+    run_parser.add_argument("--lowering", choices=("auto", "window", "im2col"), default="auto")
     run_parser.add_argument("--backend", default="verilator")
     sub.add_parser("summarize")
     args = parser.parse_args()

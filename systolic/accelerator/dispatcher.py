@@ -147,7 +147,7 @@ class Dispatcher(wiring.Component):
         # ``pc`` addresses the instruction that will be valid on the next cycle.
         m.d.comb += self.command_read.addr.eq(pc)
         taken = Signal()
-        with m.FSM() as fsm:
+        with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     with m.If(self.count > self.config.command_depth):

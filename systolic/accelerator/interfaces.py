@@ -37,7 +37,29 @@ def _check_shape(name, shape):
     return shape
 
 
-class MemoryReadSignature(wiring.Signature):
+class _ParametricSignature(wiring.Signature):
+    """A signature defined by named parameters: read-only attributes, ``==`` and ``repr``
+    from them (as amaranth's ``stream.Signature`` does for its payload shape)."""
+
+    def __init__(self, members, **parameters):
+        self._parameters = parameters
+        super().__init__(members)
+
+    def __getattr__(self, name):
+        parameters = self.__dict__.get("_parameters", {})
+        if name in parameters:
+            return parameters[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self._parameters == other._parameters
+
+    def __repr__(self):
+        arguments = ", ".join(f"{name}={value!r}" for name, value in self._parameters.items())
+        return f"{type(self).__name__}({arguments})"
+
+
+class MemoryReadSignature(_ParametricSignature):
     """Main-memory read channel: pipelined requests, responses in request order.
 
     Each request asks for one word; the response carries that word and the
@@ -62,38 +84,18 @@ class MemoryReadSignature(wiring.Signature):
     """
 
     def __init__(self, *, addr_width, data_width, tag_shape):
-        self._addr_width = check_int("addr_width", addr_width, minimum=1)
-        self._data_width = check_int("data_width", data_width, minimum=1)
-        self._tag_shape = _check_shape("tag_shape", tag_shape)
+        check_int("addr_width", addr_width, minimum=1)
+        check_int("data_width", data_width, minimum=1)
+        _check_shape("tag_shape", tag_shape)
         super().__init__({
             "request": Out(stream.Signature(data.StructLayout({
                 "addr": addr_width, "tag": tag_shape}))),
             "response": In(stream.Signature(data.StructLayout({
                 "data": data_width, "tag": tag_shape}), always_ready=True)),
-        })
-
-    @property
-    def addr_width(self):
-        return self._addr_width
-
-    @property
-    def data_width(self):
-        return self._data_width
-
-    @property
-    def tag_shape(self):
-        return self._tag_shape
-
-    def __eq__(self, other):
-        return (type(self) is type(other) and self.addr_width == other.addr_width
-                and self.data_width == other.data_width and self.tag_shape == other.tag_shape)
-
-    def __repr__(self):
-        return (f"MemoryReadSignature(addr_width={self.addr_width}, "
-                f"data_width={self.data_width}, tag_shape={self.tag_shape!r})")
+        }, addr_width=addr_width, data_width=data_width, tag_shape=tag_shape)
 
 
-class MemoryWriteSignature(wiring.Signature):
+class MemoryWriteSignature(_ParametricSignature):
     """Main-memory write channel: one word per transfer, no response.
 
     Parameters
@@ -109,30 +111,15 @@ class MemoryWriteSignature(wiring.Signature):
     """
 
     def __init__(self, *, addr_width, data_width):
-        self._addr_width = check_int("addr_width", addr_width, minimum=1)
-        self._data_width = check_int("data_width", data_width, minimum=1)
+        check_int("addr_width", addr_width, minimum=1)
+        check_int("data_width", data_width, minimum=1)
         super().__init__({
             "request": Out(stream.Signature(data.StructLayout({
                 "addr": addr_width, "data": data_width}))),
-        })
-
-    @property
-    def addr_width(self):
-        return self._addr_width
-
-    @property
-    def data_width(self):
-        return self._data_width
-
-    def __eq__(self, other):
-        return (type(self) is type(other) and self.addr_width == other.addr_width
-                and self.data_width == other.data_width)
-
-    def __repr__(self):
-        return f"MemoryWriteSignature(addr_width={self.addr_width}, data_width={self.data_width})"
+        }, addr_width=addr_width, data_width=data_width)
 
 
-class BufferReadSignature(wiring.Signature):
+class BufferReadSignature(_ParametricSignature):
     """The user's side of a synchronous on-chip buffer read port.
 
     The flip of ``lib.memory.ReadPort.Signature``: ``data`` is the row at the
@@ -155,31 +142,16 @@ class BufferReadSignature(wiring.Signature):
     """
 
     def __init__(self, *, addr_width, shape):
-        self._addr_width = check_int("addr_width", addr_width, minimum=0)
-        self._shape = _check_shape("shape", shape)
+        check_int("addr_width", addr_width, minimum=0)
+        _check_shape("shape", shape)
         super().__init__({
             "addr": Out(addr_width),
             "en": Out(1, init=1),
             "data": In(shape),
-        })
-
-    @property
-    def addr_width(self):
-        return self._addr_width
-
-    @property
-    def shape(self):
-        return self._shape
-
-    def __eq__(self, other):
-        return (type(self) is type(other) and self.addr_width == other.addr_width
-                and self.shape == other.shape)
-
-    def __repr__(self):
-        return f"BufferReadSignature(addr_width={self.addr_width}, shape={self.shape!r})"
+        }, addr_width=addr_width, shape=shape)
 
 
-class BufferWriteSignature(wiring.Signature):
+class BufferWriteSignature(_ParametricSignature):
     """The user's side of an on-chip buffer write port (whole rows).
 
     The flip of ``lib.memory.WritePort.Signature`` without granularity: the row on
@@ -200,31 +172,16 @@ class BufferWriteSignature(wiring.Signature):
     """
 
     def __init__(self, *, addr_width, shape):
-        self._addr_width = check_int("addr_width", addr_width, minimum=0)
-        self._shape = _check_shape("shape", shape)
+        check_int("addr_width", addr_width, minimum=0)
+        _check_shape("shape", shape)
         super().__init__({
             "addr": Out(addr_width),
             "data": Out(shape),
             "en": Out(1),
-        })
-
-    @property
-    def addr_width(self):
-        return self._addr_width
-
-    @property
-    def shape(self):
-        return self._shape
-
-    def __eq__(self, other):
-        return (type(self) is type(other) and self.addr_width == other.addr_width
-                and self.shape == other.shape)
-
-    def __repr__(self):
-        return f"BufferWriteSignature(addr_width={self.addr_width}, shape={self.shape!r})"
+        }, addr_width=addr_width, shape=shape)
 
 
-class TokenWaitSignature(wiring.Signature):
+class TokenWaitSignature(_ParametricSignature):
     """A unit that waits on a dependency-token channel.
 
     ``available`` is high while the channel holds at least one token; the unit
@@ -239,14 +196,8 @@ class TokenWaitSignature(wiring.Signature):
     def __init__(self):
         super().__init__({"available": In(1), "take": Out(1)})
 
-    def __eq__(self, other):
-        return type(self) is type(other)
 
-    def __repr__(self):
-        return "TokenWaitSignature()"
-
-
-class TokenSignalSignature(wiring.Signature):
+class TokenSignalSignature(_ParametricSignature):
     """A unit that signals a dependency-token channel.
 
     Each cycle ``signal`` is high adds one token to the channel.
@@ -259,8 +210,4 @@ class TokenSignalSignature(wiring.Signature):
     def __init__(self):
         super().__init__({"signal": Out(1)})
 
-    def __eq__(self, other):
-        return type(self) is type(other)
 
-    def __repr__(self):
-        return "TokenSignalSignature()"

@@ -202,7 +202,7 @@ class Pooling(wiring.Component):
 
     def _global_path(self, m, selected):
         """Accumulate each group over the map, then divide with a shared restoring divider."""
-        lanes, bits, cfg = self.lanes, self.data_bits, self.config
+        lanes, cfg = self.lanes, self.config
         count = Signal(range(self.max_count + 1))
         m.d.comb += count.eq(cfg.width * cfg.height)
 

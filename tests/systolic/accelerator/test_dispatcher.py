@@ -3,13 +3,12 @@
 import random
 
 import pytest
-from amaranth.hdl import Elaboratable, Module
-from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 from systolic.accelerator.config import AcceleratorConfig
 from systolic.accelerator.dispatcher import Dispatcher
 from systolic.accelerator.isa import INSTRUCTION_BITS, Buffer, ErrorCode, Opcode, encode
+from tests.helpers.buffers import WithMemory
 from tests.helpers.streams import cycle_counter, record, simulate
 
 CONFIG = AcceleratorConfig(rows=2, cols=2, input_buffer_rows=8, weight_buffer_rows=4,
@@ -19,24 +18,17 @@ QUEUE_OF = {Opcode.LOAD: "load", Opcode.PRELOAD: "execute", Opcode.COMPUTE: "exe
             Opcode.STORE: "store", Opcode.CONFIG: "store"}
 
 
-class DispatcherWithCommands(Elaboratable):
-    def __init__(self, words):
-        self.dispatcher = Dispatcher(CONFIG)
-        self.memory = Memory(shape=INSTRUCTION_BITS, depth=CONFIG.command_depth, init=words)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.dispatcher = self.dispatcher
-        m.submodules.memory = self.memory
-        wiring.connect(m, self.dispatcher.command_read, self.memory.read_port())
-        return m
+def dispatcher_with_commands(words):
+    return WithMemory(Dispatcher(CONFIG),
+                      Memory(shape=INSTRUCTION_BITS, depth=CONFIG.command_depth, init=words),
+                      port="command_read")
 
 
 def run(words, *, count=None, rng=None, stall=0.0, ready=True, unit_error_at=None,
         progress=True, cycles=120, checkers=()):
     """Start ``words``; return the transfers per queue (cycle, word), and the end state."""
-    dut = DispatcherWithCommands(words)
-    dispatcher = dut.dispatcher
+    dut = dispatcher_with_commands(words)
+    dispatcher = dut.unit
     transfers = {name: [] for name in ("load", "execute", "store")}
     flags = []
 
@@ -110,8 +102,8 @@ def test_running_past_the_last_instruction_behaves_as_done():
 
 
 def error_of(words, **kwargs):
-    dut = DispatcherWithCommands(words)
-    dispatcher = dut.dispatcher
+    dut = dispatcher_with_commands(words)
+    dispatcher = dut.unit
     result = {}
 
     async def host(ctx):

@@ -2,11 +2,10 @@
 
 import random
 
-from amaranth.hdl import Elaboratable, Module
-from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 from systolic.accelerator.window_reader import WindowReader
+from tests.helpers.buffers import WithMemory
 from tests.helpers.streams import get, put, record, simulate
 
 WIDTH, DEPTH = 16, 256
@@ -17,17 +16,9 @@ def pixel_value(y, x, cb):
     return 1 + (y * 31 + x) * 4 + cb
 
 
-class ReaderWithBuffer(Elaboratable):
-    def __init__(self, init):
-        self.reader = WindowReader(width=WIDTH, depth=DEPTH)
-        self.memory = Memory(shape=WIDTH, depth=DEPTH, init=init)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.reader = self.reader
-        m.submodules.memory = self.memory
-        wiring.connect(m, self.reader.read, self.memory.read_port())
-        return m
+def reader_with_buffer(init):
+    return WithMemory(WindowReader(width=WIDTH, depth=DEPTH),
+                      Memory(shape=WIDTH, depth=DEPTH, init=init))
 
 
 def band_buffer(height, width, blocks, band_y, band_height, band_addr):
@@ -74,21 +65,21 @@ def window_case(rng):
 
 def run_reader(init, jobs, rng=None, stall=0.0, checker=None):
     """Run ``(geometry, command)`` jobs back to back; return the vectors and their ``last`` flags."""
-    dut = ReaderWithBuffer(init)
+    dut = reader_with_buffer(init)
     received = []
     total = sum(command["count"] for _, command in jobs)
 
     async def commander(ctx):
         for geometry, command in jobs:
             for name, value in geometry.items():
-                ctx.set(getattr(dut.reader.geometry, name), value)
-            await put(ctx, dut.reader.command, [command], rng=rng, stall=stall)
+                ctx.set(getattr(dut.unit.geometry, name), value)
+            await put(ctx, dut.unit.command, [command], rng=rng, stall=stall)
 
     async def consumer(ctx):
-        got = await get(ctx, dut.reader.rows, total, rng=rng, stall=stall)
+        got = await get(ctx, dut.unit.rows, total, rng=rng, stall=stall)
         received.extend((int(row.data), int(row.last)) for row in got)
 
-    background = [checker(dut.reader.rows, "rows").run] if checker else []
+    background = [checker(dut.unit.rows, "rows").run] if checker else []
     simulate(dut, [commander, consumer], background=background, deadline_cycles=20_000)
     return received
 
@@ -146,18 +137,18 @@ def test_one_vector_per_cycle_and_no_gap_between_commands():
     rng = random.Random(5)
     init, geometry, command, expected = next(
         case for case in (window_case(rng) for _ in range(100)) if case and len(case[3]) >= 4)
-    dut = ReaderWithBuffer(init)
+    dut = reader_with_buffer(init)
     log, accepted = [], []
 
     async def commander(ctx):
         for name, value in geometry.items():
-            ctx.set(getattr(dut.reader.geometry, name), value)
-        ctx.set(dut.reader.rows.ready, 1)
-        await put(ctx, dut.reader.command, [command, command])
+            ctx.set(getattr(dut.unit.geometry, name), value)
+        ctx.set(dut.unit.rows.ready, 1)
+        await put(ctx, dut.unit.command, [command, command])
         await ctx.tick().repeat(len(expected) + 4)
 
-    simulate(dut, [commander], background=[record(dut.reader.rows, log),
-                                           record(dut.reader.command, accepted)],
+    simulate(dut, [commander], background=[record(dut.unit.rows, log),
+                                           record(dut.unit.command, accepted)],
              deadline_cycles=200)
     cycles = [cycle for cycle, _ in log][:2 * len(expected)]
     first = accepted[0][0]
