@@ -3,9 +3,11 @@
 import numpy as np
 
 from .device import Device
-from .execution import run_gemm
+from .conv_cost import choose_lowering
+from .conv_plan import ConvShape, plan_window_conv
+from .execution import run_gemm, run_window_conv
 from .stats import LayerStats
-from .lowering import conv_output_size, im2col, unlower, weight_matrix
+from .lowering import im2col, unlower, weight_matrix
 from .validate import (check_conv_params, check_conv_shapes, check_linear_shapes,
                        check_signed_bits)
 
@@ -18,26 +20,41 @@ def _check_operands(device, a_name, a, w_name, w):
 
 
 def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, requant=None,
-           device=None):
+           device=None, lowering="auto"):
     """Run an NCHW conv2d (weight OIHW, bias int32 per output channel) on ``device``.
 
-    Lowered by im2col to a GEMM (see :mod:`sw_driver.lowering`), tiled onto the array
-    and run on the device's backend. Without ``requant`` the result is the exact int64
-    ``torch.nn.functional.conv2d(x, weight, bias)`` on integers; with a
-    :class:`~sw_driver.quant.Requant` it is requantized as TFLite does. Returns
-    ``(y, LayerStats)``. Every check (shapes, ranges, parameters, overflow, tiling)
-    runs before any simulation. Only ``dilation=1`` and ``groups=1`` are supported.
+    Without ``requant`` the result is the exact int64 ``torch.nn.functional.conv2d(x,
+    weight, bias)`` on integers; with a :class:`~sw_driver.quant.Requant` it is requantized
+    as TFLite does. Returns ``(y, LayerStats)``. Every check (shapes, ranges, parameters,
+    overflow, tiling) runs before any simulation. Only ``dilation=1`` and ``groups=1`` are
+    supported.
+
+    Parameters
+    ----------
+    lowering : {"auto", "window", "im2col"}
+        ``"window"``: the accelerator forms the windows on chip from a channel-blocked
+        feature map (:mod:`sw_driver.conv`); ``"im2col"``: the host lowers the convolution
+        to a GEMM (:mod:`sw_driver.lowering`); ``"auto"``: the one with fewer estimated
+        cycles on this device (:mod:`sw_driver.conv_cost`; ties go to windows), or the
+        only one that can run it. ``LayerStats.lowering`` says which one ran.
     """
     device = device or Device()
     check_conv_params(stride, padding, dilation, groups)
     x, weight, bias = check_conv_shapes(x, weight, bias)
     _check_operands(device, "input", x, "weight", weight)
-    n, _, h, w = x.shape
-    out_channels, _, kh, kw = weight.shape
-    oh, ow = conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
-    y, stats = _gemm(device, im2col(x, kh, kw, stride, padding), weight_matrix(weight), bias,
-                     requant)
-    return unlower(y, n, oh, ow), stats
+    shape = ConvShape.of(x.shape, weight.shape, stride, padding)
+    choice = choose_lowering(device.config, shape, requant is not None, lowering)
+    if choice.lowering == "window":
+        y, stats = run_window_conv(device, x, weight, bias, requant, shape)
+        plan = plan_window_conv(device.config, shape)
+        stats.plan = f"{choice.reason}; weights {plan.reason}"
+    else:
+        matrix = _gemm(device, im2col(x, shape.kernel_h, shape.kernel_w, stride, padding),
+                       weight_matrix(weight), bias, requant)
+        y, stats = unlower(matrix[0], shape.batch, shape.out_height, shape.out_width), matrix[1]
+        stats.plan = choice.reason
+    stats.lowering = choice.lowering
+    return y, stats
 
 
 def linear(x, weight, bias=None, *, requant=None, device=None):

@@ -1,4 +1,5 @@
-"""Checks a GEMM layer, splits it into runs that fit the command memory, runs them, merges stats."""
+"""Checks a layer (a GEMM or a windowed convolution), splits it into runs that fit the
+command memory, runs them, merges stats."""
 
 import dataclasses
 
@@ -8,13 +9,15 @@ from sim.backends import run
 from systolic.accelerator.isa import MAX_COMMANDS, ErrorCode
 from systolic.accelerator.top import COUNTER_NAMES
 
+from .conv import build_window_conv, window_instruction_count
 from .gemm import build_gemm, gemm_instruction_count
-from .lowering import exact_matmul
+from .lowering import conv2d_reference, exact_matmul, weight_matrix
 from .program import ProgramError
 from .quant import Requant, requantize
 from .stats import LayerStats
 
-__all__ = ["run_gemm", "check_accumulator_range", "check_requant", "AcceleratorError"]
+__all__ = ["run_gemm", "run_window_conv", "check_window_conv", "check_accumulator_range",
+           "check_requant", "AcceleratorError"]
 
 # Cycles a unit waited, by unit and cause (the counters named <unit>_wait_<cause>).
 STALL_COUNTERS = tuple(name for name in COUNTER_NAMES if "_wait_" in name)
@@ -76,18 +79,18 @@ def _reference(a, w, bias, requant):
     return requantize(acc, bias, requant, channel_axis=1)
 
 
-def _column_chunks(config, m, k, n, requantize):
-    """Split the N columns so that each run's program fits the command memory.
+def _column_chunks(config, n, cols, instruction_count, what):
+    """Split ``n`` output channels so that each run's program fits the command memory.
 
-    Instruction counts come from the program builder itself; a chunk is a whole number
-    of N tiles, as wide as fits.
+    ``instruction_count(width)`` is the count of the builder's program for ``width``
+    channels (not a formula); a chunk is a whole number of tiles of ``cols``, as wide as fits.
     """
     limit = min(config.command_depth, MAX_COMMANDS)
 
     def fits(tiles):
-        return gemm_instruction_count(config, m, k, min(n, tiles * config.cols), requantize) <= limit
+        return instruction_count(min(n, tiles * cols)) <= limit
 
-    n_tiles = -(-n // config.cols)
+    n_tiles = -(-n // cols)
     if fits(n_tiles):
         return [(0, n)]
     low, high = 0, n_tiles - 1           # the widest chunk that fits, by bisection
@@ -98,9 +101,9 @@ def _column_chunks(config, m, k, n, requantize):
         else:
             high = middle - 1
     if low == 0:
-        raise ProgramError(f"the layer (M={m}, K={k}, N={n}) needs more than {limit} "
-                           f"instructions per output tile: it cannot be tiled")
-    width = low * config.cols
+        raise ProgramError(f"the layer ({what}) needs more than {limit} instructions per "
+                           f"output tile: it cannot be tiled")
+    width = low * cols
     return [(start, min(n, start + width)) for start in range(0, n, width)]
 
 
@@ -111,14 +114,36 @@ def _cycle_budget(job):
     return 64 * (work + job.image.size // config.bus_bytes) + 100_000
 
 
-def _run_chunk(device, a, w, bias, requant):
-    job = build_gemm(device.config, a, w, bias, requant)
+def _run_job(device, job):
     result = run(device.config, job.image, job.program.words(), max_cycles=_cycle_budget(job),
                  readback=job.readback, backend=device.backend)
     if result.error:
         raise AcceleratorError(f"the accelerator stopped with error code {result.error_code} "
                                f"({describe_error(result.error_code)})")
     return job.unpack(result.memory), result.counters
+
+
+def _requant_part(requant, start, stop):
+    if requant is None:
+        return None
+    return dataclasses.replace(requant, multiplier=requant.multiplier[start:stop],
+                               shift=requant.shift[start:stop])
+
+
+def _run_chunks(device, stats, chunks, build, axis):
+    """Run ``build(start, stop)``'s job per chunk; fill ``stats``; outputs joined on ``axis``."""
+    outputs, totals = [], {}
+    for start, stop in chunks:
+        y, counters = _run_job(device, build(start, stop))
+        outputs.append(y)
+        for name, value in counters.items():
+            totals[name] = totals.get(name, 0) + value
+    stats.cycles = totals["cycles"]
+    stats.bytes_moved = (totals["read_words"] + totals["write_words"]) * device.bus_bytes
+    stats.stalls = {name: totals[name] for name in STALL_COUNTERS}
+    stats.counters = totals
+    stats.runs = len(chunks)
+    return np.concatenate(outputs, axis=axis)
 
 
 def run_gemm(device, a, w, bias, requant):
@@ -128,21 +153,53 @@ def run_gemm(device, a, w, bias, requant):
     check_accumulator_range(device, w, bias)
     if requant is not None:
         requant = check_requant(device, requant, n)
-    chunks = _column_chunks(device.config, m, k, n, requant is not None)
+    requantize = requant is not None
+    chunks = _column_chunks(
+        device.config, n, device.cols,
+        lambda width: gemm_instruction_count(device.config, m, k, width, requantize),
+        f"M={m}, K={k}, N={n}")
     stats = LayerStats(macs=m * k * n, rows=device.rows, cols=device.cols, backend=device.backend)
     if device.backend == "reference":
         return _reference(a, w, bias, requant), stats
-    outputs, totals = [], {}
-    for start, stop in chunks:
-        part = None if requant is None else dataclasses.replace(
-            requant, multiplier=requant.multiplier[start:stop], shift=requant.shift[start:stop])
-        y, counters = _run_chunk(device, a, w[:, start:stop], bias[start:stop], part)
-        outputs.append(y)
-        for name, value in counters.items():
-            totals[name] = totals.get(name, 0) + value
-    stats.cycles = totals["cycles"]
-    stats.bytes_moved = (totals["read_words"] + totals["write_words"]) * device.bus_bytes
-    stats.stalls = {name: totals[name] for name in STALL_COUNTERS}
-    stats.counters = totals
-    stats.runs = len(chunks)
-    return np.concatenate(outputs, axis=1), stats
+
+    def build(start, stop):
+        return build_gemm(device.config, a, w[:, start:stop], bias[start:stop],
+                          _requant_part(requant, start, stop))
+
+    return _run_chunks(device, stats, chunks, build, axis=1), stats
+
+
+def check_window_conv(device, shape, weight, bias, requant):
+    """Every check of :func:`run_window_conv`, before any simulation; returns
+    ``(checked requant, output-channel chunks)``."""
+    check_accumulator_range(device, weight_matrix(weight), bias)
+    if requant is not None:
+        requant = check_requant(device, requant, shape.out_channels)
+    requantize = requant is not None
+    chunks = _column_chunks(
+        device.config, shape.out_channels, device.cols,
+        lambda width: window_instruction_count(
+            device.config, dataclasses.replace(shape, out_channels=width), requantize),
+        f"{shape}")
+    return requant, chunks
+
+
+def run_window_conv(device, x, weight, bias, requant, shape):
+    """The convolution ``shape`` of ``x`` by ``weight`` with windows formed on chip.
+
+    ``x`` (N, C, H, W) and ``weight`` (O, C, KH, KW) are checked for shape and range;
+    returns ``(y (N, O, OH, OW), LayerStats)``.
+    """
+    requant, chunks = check_window_conv(device, shape, weight, bias, requant)
+    stats = LayerStats(macs=shape.macs, rows=device.rows, cols=device.cols,
+                       backend=device.backend)
+    if device.backend == "reference":
+        return conv2d_reference(x, weight, bias, shape.stride, shape.padding,
+                                requant=requant), stats
+
+    def build(start, stop):
+        part = dataclasses.replace(shape, out_channels=stop - start)
+        return build_window_conv(device.config, part, x, weight[start:stop], bias[start:stop],
+                                 _requant_part(requant, start, stop))
+
+    return _run_chunks(device, stats, chunks, build, axis=1), stats

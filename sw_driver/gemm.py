@@ -103,9 +103,13 @@ def layout_gemm(config, plan, requantize):
                       image.next_free)
 
 
-def gemm_program(config, plan, layout, requant=None):
-    """The checked command stream of a tiled GEMM laid out as ``layout``."""
-    program = Program(config)
+def gemm_program(config, plan, layout, requant=None, program=None):
+    """The command stream of a tiled GEMM laid out as ``layout``.
+
+    ``program`` defaults to a checked :class:`Program` for ``config``; the cost model
+    (:class:`~sw_driver.cost_model.TimingModel`) passes its own recorder.
+    """
+    program = Program(config) if program is None else program
     program.load(Buffer.PARAM, dram_addr=layout.param_addr, sram_addr=0, rows=plan.n_tiles)
     if requant is not None:
         program.config_output(zero_point=requant.zero_point, qmin=requant.qmin, qmax=requant.qmax)

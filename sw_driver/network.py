@@ -35,7 +35,10 @@ class LayerResult:
     ``check`` is ``"pass"``, ``"fail"`` or ``"skipped"`` (checking turned off, or a layer
     that runs on the host). ``min_bytes`` is the least traffic the layer needs (weights,
     bias, inputs and outputs, each moved once); ``bytes_moved`` is what the device reports.
-    ``gemm_shape`` is ``(M, K, N)`` of the lowered product for conv and fc, else ``None``.
+    ``min_read_bytes`` / ``min_write_bytes`` split it into what must be read (weights, bias
+    and requantization parameters, inputs) and written (outputs). ``gemm_shape`` is ``(M, K,
+    N)`` of the lowered product for conv and fc, else ``None``; ``lowering`` how a device
+    layer reached the array (``"window"``, ``"im2col"``; ``None`` for fc and host layers).
     """
     name: str
     kind: str
@@ -55,6 +58,9 @@ class LayerResult:
     backend: str = "host"
     seconds: float = 0.0
     cached: bool = False
+    min_read_bytes: int | None = None
+    min_write_bytes: int | None = None
+    lowering: str | None = None
 
     def to_json(self):
         """A JSON-ready dict (tuples become lists)."""
@@ -212,14 +218,16 @@ def _device_call(node, inputs, device, layers):
     return layers.linear(x, node.weight, node.bias, requant=node.requant, device=device)
 
 
-def _min_bytes(node, input_shapes, output_shape, weight_bits, act_bits):
+def _min_traffic(node, input_shapes, output_shape, weight_bits, act_bits):
+    """``(read bytes, written bytes)`` of the layer moving everything once: inputs, weights
+    and one int32 bias per output channel read, the output written."""
     act_bytes = -(-act_bits // 8)
-    moved = sum(int(np.prod(shape)) for shape in input_shapes) * act_bytes
+    read = sum(int(np.prod(shape)) for shape in input_shapes) * act_bytes
     weight = getattr(node, "weight", None)
     if weight is not None:
-        moved += weight.size * -(-weight_bits // 8) + weight.shape[0] * 4
+        read += weight.size * -(-weight_bits // 8) + weight.shape[0] * 4
     out_bytes = 4 if getattr(node, "requant", True) is None else act_bytes
-    return moved + int(np.prod(output_shape)) * out_bytes
+    return read, int(np.prod(output_shape)) * out_bytes
 
 
 def _gemm_shape(node, output_shape):
@@ -248,10 +256,11 @@ def run_layer(node, inputs, device, *, check=True, weight_bits=8, act_bits=8, la
     return ``(output, LayerResult)``."""
     input_shapes = [np.shape(x) for x in inputs]
     output_shape = node.output_shape(*input_shapes)
+    min_read, min_write = _min_traffic(node, input_shapes, output_shape, weight_bits, act_bits)
     record = LayerResult(
         name=node.name, kind=node.kind, where="host", input_shape=tuple(input_shapes[0]),
         output_shape=tuple(output_shape), macs=node.macs(*input_shapes),
-        min_bytes=_min_bytes(node, input_shapes, output_shape, weight_bits, act_bits),
+        min_bytes=min_read + min_write, min_read_bytes=min_read, min_write_bytes=min_write,
         gemm_shape=_gemm_shape(node, output_shape))
     start = time.perf_counter()
     if node.kind in ("conv", "linear"):
@@ -259,6 +268,7 @@ def run_layer(node, inputs, device, *, check=True, weight_bits=8, act_bits=8, la
         record.where, record.backend = "device", stats.backend
         record.cycles, record.bytes_moved = stats.cycles, stats.bytes_moved
         record.utilization, record.stalls = stats.utilization, dict(stats.stalls or {})
+        record.lowering = getattr(stats, "lowering", None)
         if check:
             _compare(record, output, reference_output(node, inputs))
     else:

@@ -8,9 +8,9 @@ preceded, in program order, by a matching signal), so that a program built with
 
 from dataclasses import dataclass
 
-from systolic.accelerator.isa import (COORDINATE_BITS, SRAM_ADDR_BITS, Buffer, Opcode, encode,
-                                      pack_window_fields, window_geometry_layout,
-                                      window_tap_layout)
+from systolic.accelerator.isa import (COORDINATE_BITS, DRAM_ADDR_BITS, SRAM_ADDR_BITS, Buffer,
+                                      Opcode, ResidualPart, encode, pack_window_fields,
+                                      window_geometry_layout, window_tap_layout)
 
 __all__ = ["Program", "ProgramError", "WindowGeometry"]
 
@@ -49,6 +49,7 @@ class Program:
         self.instructions = []
         self.tokens = dict.fromkeys(CHANNELS, 0)
         self.window_geometry = None
+        self.skip_offset = None
 
     def __len__(self):
         return len(self.instructions)
@@ -202,9 +203,42 @@ class Program:
                                f"outputs, got qmin={qmin!r}, qmax={qmax!r}")
         self._emit(Opcode.CONFIG, zero_point=zero_point, qmin=qmin, qmax=qmax)
 
+    def residual(self, params, *, skip_offset):
+        """Set the residual-add parameters (a :class:`~sw_driver.quant.AddRequant`) of later
+        residual STOREs, whose skip row ``i`` is read at their own write address
+        ``+ skip_offset`` (words, modulo 2**32)."""
+        params.check()
+        lo = -(1 << (self.config.out_bits - 1))
+        hi = (1 << (self.config.out_bits - 1)) - 1
+        if not lo <= params.qmin <= params.qmax <= hi:
+            raise ProgramError(f"need {lo} <= qmin <= qmax <= {hi} for {self.config.out_bits}-bit "
+                               f"outputs, got qmin={params.qmin!r}, qmax={params.qmax!r}")
+        for name in ("a_zero_point", "b_zero_point", "out_zero_point"):
+            value = getattr(params, name)
+            if not -(1 << 15) <= value < (1 << 15):
+                raise ProgramError(f"residual {name}={value!r} does not fit 16 bits")
+        word = (1 << 16) - 1
+        double = (1 << DRAM_ADDR_BITS) - 1
+        for part, prefix in ((ResidualPart.INPUT_A, "a"), (ResidualPart.INPUT_B, "b")):
+            self._emit(Opcode.RESIDUAL, flags={"part": part},
+                       rows=getattr(params, f"{prefix}_zero_point") & word,
+                       dram_addr=getattr(params, f"{prefix}_multiplier") & double,
+                       sram_addr=getattr(params, f"{prefix}_shift") & word)
+        self._emit(Opcode.RESIDUAL, flags={"part": ResidualPart.OUTPUT},
+                   rows=params.out_zero_point & word, dram_addr=params.out_multiplier & double,
+                   sram_addr=params.out_shift & word, sram_addr2=params.qmin & word,
+                   dram_stride=(params.qmax & word) | (params.left_shift << 16))
+        self._emit(Opcode.RESIDUAL, flags={"part": ResidualPart.SKIP},
+                   dram_addr=int(skip_offset) & double)
+        self.skip_offset = int(skip_offset)
+
     def store(self, acc_addr, rows, *, dram_addr, param_row, requantize, stride=None,
-              wait=False, signal=False):
-        """Post-process accumulator rows and write them to main memory."""
+              wait=False, signal=False, residual=False):
+        """Post-process accumulator rows and write them to main memory.
+
+        With ``residual`` (requantized stores only) the skip tensor at the write addresses
+        plus the last :meth:`residual` offset is added first.
+        """
         kind = "output" if requantize else "raw"
         row_words = self.config.row_words(kind)
         stride = row_words if stride is None else stride
@@ -212,10 +246,18 @@ class Program:
         self._check_sram("accumulator", acc_addr, rows, self.config.accumulator_rows)
         self._check_sram("parameter buffer", param_row, 1, self.config.param_rows)
         self._check_dram(dram_addr, rows, stride, row_words)
+        if residual:
+            if not requantize:
+                raise ProgramError("a residual STORE must requantize")
+            if self.skip_offset is None:
+                raise ProgramError("a residual STORE needs earlier RESIDUAL instructions")
+            self._check_dram((dram_addr + self.skip_offset) % (1 << DRAM_ADDR_BITS), rows,
+                             stride, row_words)
         self._emit(Opcode.STORE, waits=["execute->store"] * wait,
                    signals=["store->execute"] * signal, wait_prev=wait, signal_prev=signal,
-                   flags={"requantize": bool(requantize)}, rows=rows, sram_addr=acc_addr,
-                   sram_addr2=param_row, dram_addr=dram_addr, dram_stride=stride)
+                   flags={"requantize": bool(requantize), "residual": bool(residual)},
+                   rows=rows, sram_addr=acc_addr, sram_addr2=param_row, dram_addr=dram_addr,
+                   dram_stride=stride)
 
     def done(self):
         self._emit(Opcode.DONE)

@@ -19,7 +19,8 @@ __all__ = ["BASE_COLUMNS", "layer_rows", "write_layers_csv", "format_table",
 BASE_COLUMNS = [
     "layer", "kind", "where", "input_shape", "output_shape", "gemm_mkn", "macs", "cycles",
     "ideal_cycles", "scalesim_cycles", "utilization", "bytes_moved", "min_bytes",
-    "ops_per_byte", "ops_per_cycle",
+    "min_read_bytes", "min_write_bytes", "roofline_cycles", "bytes_over_min",
+    "cycles_over_roofline", "ops_per_byte", "ops_per_cycle", "lowering",
 ]
 _TAIL_COLUMNS = ["check", "mismatches", "max_abs_error", "backend", "seconds", "cached"]
 
@@ -35,16 +36,31 @@ def _scalesim_cycles(record, rows, cols):
     return ws_cycles(k, n, m, rows, cols)
 
 
+def _roofline_cycles(record, rows, cols, bus_bytes):
+    """``max(MACs / (R*C), least read bytes / bus, least written bytes / bus)``: reads and
+    writes have a bus of their own each."""
+    if not record.macs or bus_bytes is None or record.min_read_bytes is None:
+        return None
+    return math.ceil(max(record.macs / (rows * cols), record.min_read_bytes / bus_bytes,
+                         record.min_write_bytes / bus_bytes))
+
+
+def _ratio(value, reference):
+    return value / reference if value and reference else None
+
+
 def _stall_names(records):
     return sorted({name for record in records for name in record.stalls})
 
 
-def layer_rows(records, rows, cols):
-    """One dict per record with every column of ``layers.csv`` (``None`` where unknown)."""
+def layer_rows(records, rows, cols, bus_bytes=None):
+    """One dict per record with every column of ``layers.csv`` (``None`` where unknown;
+    the roofline columns need ``bus_bytes``)."""
     stall_names = _stall_names(records)
     table = []
     for record in records:
         traffic = record.bytes_moved or record.min_bytes
+        roofline = _roofline_cycles(record, rows, cols, bus_bytes)
         row = {
             "layer": record.name, "kind": record.kind, "where": record.where,
             "input_shape": _shape_text(record.input_shape),
@@ -54,9 +70,13 @@ def layer_rows(records, rows, cols):
             "ideal_cycles": math.ceil(record.macs / (rows * cols)) if record.macs else None,
             "scalesim_cycles": _scalesim_cycles(record, rows, cols),
             "utilization": record.utilization, "bytes_moved": record.bytes_moved,
-            "min_bytes": record.min_bytes,
+            "min_bytes": record.min_bytes, "min_read_bytes": record.min_read_bytes,
+            "min_write_bytes": record.min_write_bytes, "roofline_cycles": roofline,
+            "bytes_over_min": _ratio(record.bytes_moved, record.min_bytes),
+            "cycles_over_roofline": _ratio(record.cycles, roofline),
             "ops_per_byte": 2 * record.macs / traffic if record.macs and traffic else None,
             "ops_per_cycle": 2 * record.macs / record.cycles if record.cycles else None,
+            "lowering": record.lowering,
         }
         row.update({f"stalls.{name}": record.stalls.get(name) for name in stall_names})
         row.update({name: getattr(record, name) for name in _TAIL_COLUMNS})
@@ -64,12 +84,12 @@ def layer_rows(records, rows, cols):
     return table
 
 
-def write_layers_csv(path, records, rows, cols):
+def write_layers_csv(path, records, rows, cols, bus_bytes=None):
     """Write ``layers.csv``: one line per layer, empty cells where a value is unknown.
 
     Every stall counter the device reports becomes a column ``stalls.<counter>``.
     """
-    table = layer_rows(records, rows, cols)
+    table = layer_rows(records, rows, cols, bus_bytes)
     columns = BASE_COLUMNS + [f"stalls.{name}" for name in _stall_names(records)] + _TAIL_COLUMNS
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
@@ -204,7 +224,7 @@ def write_report(folder, records, *, rows, cols, bus_bytes, summary=None):
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    write_layers_csv(folder / "layers.csv", records, rows, cols)
+    write_layers_csv(folder / "layers.csv", records, rows, cols, bus_bytes)
     plot_roofline(folder / "roofline.png", records, rows, cols, bus_bytes)
     plot_utilization(folder / "utilization.png", records, rows, cols)
     totals = {

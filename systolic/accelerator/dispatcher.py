@@ -117,12 +117,14 @@ class Dispatcher(wiring.Component):
             with m.Case(Opcode.STORE):
                 with m.If(insn.wait_next | insn.signal_next):
                     m.d.comb += code.eq(ErrorCode.BAD_DEPENDENCY)
+                with m.Elif(insn.flags.store.residual & ~insn.flags.store.requantize):
+                    m.d.comb += code.eq(ErrorCode.BAD_STORE)
                 with m.Elif(rows == 0):
                     m.d.comb += code.eq(ErrorCode.ZERO_ROWS)
                 with m.Elif(beyond(insn.sram_addr, rows, config.accumulator_rows)
                             | (insn.sram_addr2 >= config.param_rows)):
                     m.d.comb += code.eq(ErrorCode.SRAM_RANGE)
-            with m.Case(Opcode.CONFIG, Opcode.DONE):
+            with m.Case(Opcode.CONFIG, Opcode.RESIDUAL, Opcode.DONE):
                 with m.If(insn.wait_prev | insn.wait_next | insn.signal_prev | insn.signal_next):
                     m.d.comb += code.eq(ErrorCode.BAD_DEPENDENCY)
             with m.Default():
@@ -139,7 +141,7 @@ class Dispatcher(wiring.Component):
         code = self.check(m, insn)
         queues = {Opcode.LOAD: self.load, Opcode.PRELOAD: self.execute,
                   Opcode.COMPUTE: self.execute, Opcode.WINDOW: self.execute,
-                  Opcode.STORE: self.store,
+                  Opcode.STORE: self.store, Opcode.RESIDUAL: self.store,
                   Opcode.CONFIG: self.store}
         for queue in (self.load, self.execute, self.store):
             m.d.comb += queue.payload.eq(insn)

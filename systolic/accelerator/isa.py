@@ -12,7 +12,7 @@ import enum
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
-__all__ = ["Opcode", "Buffer", "ErrorCode", "FIELDS", "INSTRUCTION_BITS", "COMMAND_COUNT_BITS",
+__all__ = ["Opcode", "Buffer", "ResidualPart", "ErrorCode", "FIELDS", "INSTRUCTION_BITS", "COMMAND_COUNT_BITS",
            "MAX_COMMANDS", "ROW_COUNT_BITS", "SRAM_ADDR_BITS", "DRAM_ADDR_BITS",
            "ERROR_CODE_BITS", "COUNTER_SELECT_BITS", "COUNTER_BITS", "FLAG_BITS",
            "COORDINATE_BITS", "flags_layout", "instruction_layout", "window_geometry_layout",
@@ -42,13 +42,23 @@ class Opcode(enum.IntEnum):
     CONFIG = 5    # output zero point and clamp for later STOREs (store unit)
     DONE = 6      # wait until every unit is idle, then finish
     WINDOW = 7    # feature-map geometry for later windowed COMPUTEs (execute unit)
+    RESIDUAL = 8  # one part of the residual-add parameters for later STOREs (store unit)
 
 
 class Buffer(enum.IntEnum):
-    """LOAD targets."""
+    """LOAD targets; SKIP tags the store unit's own reads (skip tensors), never a LOAD."""
     INPUT = 0
     WEIGHT = 1
     PARAM = 2
+    SKIP = 3
+
+
+class ResidualPart(enum.IntEnum):
+    """What a RESIDUAL instruction sets (``flags.residual.part``); see docs/isa.md."""
+    INPUT_A = 0    # the STORE's requantized values: zero point, multiplier, shift
+    INPUT_B = 1    # the skip tensor: zero point, multiplier, shift
+    OUTPUT = 2     # output multiplier, shift, zero point, clamp, left shift
+    SKIP = 3       # skip address = write address + dram_addr (modulo 2**32)
 
 
 class ErrorCode(enum.IntEnum):
@@ -62,6 +72,7 @@ class ErrorCode(enum.IntEnum):
     DEADLOCK = 7           # no unit made progress for a long time (token mismatch)
     COMMAND_RANGE = 8      # more instructions than the command memory holds
     BAD_WINDOW = 9         # WINDOW with a zero output width, feature-map size or stride
+    BAD_STORE = 10         # a residual STORE without requantization
 
 
 # The meaning of the flag bits, per opcode (opcodes without flags leave them 0).
@@ -74,10 +85,13 @@ flags_layout = data.UnionLayout({
     }),
     "store": data.StructLayout({
         "requantize": unsigned(1),     # requantized outputs, else raw accumulator + bias
+        "residual": unsigned(1),       # then add the skip tensor (TFLite ADD), then clamp
     }),
+    "residual": data.StructLayout({"part": unsigned(2)}),                 # a ResidualPart
 })
 assert flags_layout.size == FLAG_BITS
-FLAG_OPCODES = {Opcode.LOAD: "load", Opcode.COMPUTE: "compute", Opcode.STORE: "store"}
+FLAG_OPCODES = {Opcode.LOAD: "load", Opcode.COMPUTE: "compute", Opcode.STORE: "store",
+                Opcode.RESIDUAL: "residual"}
 
 _fields = {
     "opcode": unsigned(OPCODE_BITS),

@@ -16,8 +16,9 @@ KINDS = {Buffer.INPUT: "input", Buffer.WEIGHT: "weight", Buffer.PARAM: "param"}
 
 
 def read_tag_layout(config):
-    """Metadata that travels with a read request and comes back with its data."""
-    max_words = max(config.row_words(kind) for kind in KINDS.values())
+    """Metadata that travels with a read request and comes back with its data (for the
+    load unit's rows and the store unit's skip rows, which have the output's width)."""
+    max_words = max(config.row_words(kind) for kind in (*KINDS.values(), "output"))
     return data.StructLayout({"buffer": FLAG_BITS, "row": SRAM_ADDR_BITS,
                               "beat": range(max_words), "last": 1})
 

@@ -12,6 +12,7 @@ from .isa import (COMMAND_COUNT_BITS, COUNTER_BITS, COUNTER_SELECT_BITS, ERROR_C
                   INSTRUCTION_BITS, ErrorCode, instruction_layout)
 from .load_unit import LoadUnit, memory_read_signature
 from .queue import Queue
+from .read_arbiter import ReadArbiter
 from .store_unit import StoreUnit, memory_write_signature, param_row_layout
 from .token_counter import TokenCounter
 
@@ -28,6 +29,7 @@ COUNTER_NAMES = [
     "read_words",           # main-memory words read
     "write_words",          # main-memory words written
     "instructions",         # instructions dispatched
+    "store_wait_skip",      # store unit's residual add waiting for skip-tensor data
 ]
 QUEUE_DEPTH = 8
 TOKEN_BITS = COMMAND_COUNT_BITS    # at most 65535 instructions, so tokens never wrap
@@ -106,7 +108,10 @@ class Accelerator(wiring.Component):
         self._tokens(m, load, execute, store)
         self._buffers(m, load, execute, store)
 
-        wiring.connect(m, wiring.flipped(self.memory_read), load.memory)
+        m.submodules.read_arbiter = arbiter = ReadArbiter(memory_read_signature(config))
+        wiring.connect(m, load.memory, arbiter.load)
+        wiring.connect(m, store.skip, arbiter.store)
+        wiring.connect(m, wiring.flipped(self.memory_read), arbiter.memory)
         wiring.connect(m, wiring.flipped(self.memory_write), store.memory)
 
         m.d.comb += [
@@ -185,6 +190,7 @@ class Accelerator(wiring.Component):
             "read_words": self.memory_read.request.valid & self.memory_read.request.ready,
             "write_words": self.memory_write.request.valid & self.memory_write.request.ready,
             "instructions": dispatcher.fetched,
+            "store_wait_skip": store.waiting_for_skip,
         }
         assert list(events) == COUNTER_NAMES
         counters = [Signal(COUNTER_BITS, name=f"counter_{name}") for name in COUNTER_NAMES]

@@ -1,0 +1,235 @@
+"""A convolution with windows formed on chip: memory image, command stream, read-back.
+
+The input feature map, channel-blocked by the array's rows, is loaded band by band (whole
+feature-map rows); each K tile is one kernel tap ``(kh, kw, cb)`` and one windowed COMPUTE
+per tap covers a block of whole output rows (docs/isa.md). Outputs are stored
+channel-blocked by the array's columns, in the same layout. The loop nest and its tokens
+are :func:`sw_driver.schedule.emit_schedule`'s, shared with the host-lowered GEMM.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from systolic.accelerator.isa import COMMAND_COUNT_BITS, Buffer
+
+from .conv_plan import MAX_ROWS, plan_window_conv
+from .feature_map import feature_map_row, pack_feature_map, unpack_feature_map
+from .gemm import param_rows
+from .memory_image import MemoryImage, pack_rows
+from .program import Program
+from .quant import Requant
+from .schedule import emit_schedule
+
+__all__ = ["ConvLayout", "WindowJob", "WindowLowering", "build_window_conv", "layout_window_conv",
+           "window_program", "window_instruction_count", "weight_tile_rows"]
+
+
+@dataclass(frozen=True)
+class ConvLayout:
+    """Main-memory word addresses of a windowed convolution's tensors and their row words."""
+    param_addr: int
+    in_addr: int
+    in_words: int
+    w_addr: int
+    w_words: int
+    out_addr: int
+    out_words: int
+    end: int
+
+
+def layout_window_conv(config, plan, requantize):
+    """Parameters, input map, weight tiles, output map, one after another from word 0.
+
+    Raises ``ValueError`` (from :class:`MemoryImage`) when they do not fit ``config.memory_words``.
+    """
+    shape = plan.shape
+    image = MemoryImage(config.bus_bytes, config.memory_words)
+    in_words, w_words = config.row_words("input"), config.row_words("weight")
+    out_words = config.row_words("output" if requantize else "raw")
+    param_addr = image.allocate(plan.n_tiles * config.row_words("param"), "parameters")
+    in_rows = shape.batch * shape.height * shape.width * plan.in_blocks
+    in_addr = image.allocate(in_rows * in_words, "input feature map")
+    w_addr = image.allocate(plan.n_tiles * plan.k_tiles * config.rows * w_words, "weights")
+    out_addr = image.allocate(shape.output_pixels * plan.n_tiles * out_words, "output feature map")
+    return ConvLayout(param_addr, in_addr, in_words, w_addr, w_words, out_addr, out_words,
+                      image.next_free)
+
+
+@dataclass(frozen=True)
+class WindowLowering:
+    """The steps of a windowed convolution for :func:`~sw_driver.schedule.emit_schedule`.
+
+    A piece is ``(first output row within the block, output rows)``.
+    """
+    config: object
+    plan: object
+    layout: ConvLayout
+
+    def weight_addr(self, n_tile, k_tile):
+        layout, plan = self.layout, self.plan
+        return layout.w_addr + (n_tile * plan.k_tiles + k_tile) * self.config.rows * layout.w_words
+
+    def _band_loads(self, block, first, last):
+        """LOADs of feature-map rows ``first .. last`` of the block's image into its region."""
+        plan, layout = self.plan, self.layout
+        shape = plan.shape
+        image, _, _ = plan.block(block)
+        band_y, _ = plan.band(block)
+        row_rows = shape.width * plan.in_blocks
+        sram_addr = plan.input_region(block) + (first - band_y) * row_rows
+        dram_addr = layout.in_addr + feature_map_row(
+            image, first, 0, 0, height=shape.height, width=shape.width,
+            blocks=plan.in_blocks) * layout.in_words
+        total = (last - first + 1) * row_rows
+        return [(sram_addr + start, min(MAX_ROWS, total - start),
+                 dram_addr + start * layout.in_words) for start in range(0, total, MAX_ROWS)]
+
+    def lead_pieces(self, block, k_tile):
+        """The first block's pieces, each with the band rows it adds (no loads after tap 0).
+
+        A piece that needs no new band row (its taps read rows already loaded, or padding)
+        joins its neighbour, so that every piece waits for a load of its own.
+        """
+        if k_tile != 0:
+            return []
+        plan = self.plan
+        _, out_y, out_rows = plan.block(block)
+        band_y, band_height = plan.band(block)
+        band_end = band_y + band_height - 1
+        groups, loaded = [], band_y - 1         # [offset, rows, first band row, last band row]
+        for offset, rows in self.store_pieces(block):
+            read = plan.rows_read(out_y + offset, rows)
+            needed = min(read[1], band_end) if read else loaded
+            if needed > loaded:
+                groups.append([offset, rows, loaded + 1, needed] if groups
+                              else [0, offset + rows, band_y, needed])
+                loaded = needed
+            elif groups:
+                groups[-1][1] += rows
+        if not groups:
+            groups = [[0, out_rows, band_y, band_end]]
+        groups[-1][3] = band_end
+        return [((offset, rows), self._band_loads(block, first, last))
+                for offset, rows, first, last in groups]
+
+    def block_loads(self, block, k_tile):
+        if k_tile != 0:
+            return []
+        band_y, band_height = self.plan.band(block)
+        return self._band_loads(block, band_y, band_y + band_height - 1)
+
+    def whole(self, block):
+        return (0, self.plan.block(block)[2])
+
+    def store_pieces(self, block):
+        rows, step = self.plan.block(block)[2], self.plan.lead_out_rows
+        return [(start, min(step, rows - start)) for start in range(0, rows, step)]
+
+    def compute(self, program, block, k_tile, piece, acc_slot, **flags):
+        plan = self.plan
+        offset, rows = piece
+        _, out_y, _ = plan.block(block)
+        band_y, band_height = plan.band(block)
+        kh, kw, cb = plan.tap(k_tile)
+        program.compute_window(acc_slot + offset * plan.shape.out_width,
+                               band_addr=plan.input_region(block), band_y=band_y,
+                               band_height=band_height, out_y=out_y + offset, out_rows=rows,
+                               kh=kh, kw=kw, channel_block=cb, pad_top=plan.shape.padding,
+                               pad_left=plan.shape.padding, **flags)
+
+    def store(self, program, block, n_tile, piece, acc_slot, **flags):
+        plan, layout = self.plan, self.layout
+        shape = plan.shape
+        offset, rows = piece
+        image, out_y, _ = plan.block(block)
+        pixel = (image * shape.out_height + out_y + offset) * shape.out_width
+        program.store(acc_slot + offset * shape.out_width, rows * shape.out_width,
+                      param_row=n_tile, stride=plan.n_tiles * layout.out_words,
+                      dram_addr=layout.out_addr + (pixel * plan.n_tiles + n_tile) * layout.out_words,
+                      **flags)
+
+
+def window_program(config, plan, layout, requant=None, program=None):
+    """The command stream of a windowed convolution laid out as ``layout``.
+
+    ``program`` defaults to a checked :class:`Program` for ``config``; the cost model passes
+    its own recorder.
+    """
+    program = Program(config) if program is None else program
+    program.load(Buffer.PARAM, dram_addr=layout.param_addr, sram_addr=0, rows=plan.n_tiles)
+    if requant is not None:
+        program.config_output(zero_point=requant.zero_point, qmin=requant.qmin, qmax=requant.qmax)
+    program.window(plan.geometry)
+    emit_schedule(program, plan, WindowLowering(config, plan, layout),
+                  requantize=requant is not None)
+    program.done()
+    return program
+
+
+def _probe(config):
+    return config.replace(memory_words=1 << 31, command_depth=1 << COMMAND_COUNT_BITS)
+
+
+def window_instruction_count(config, shape, requantize):
+    """Instructions of the windowed convolution's program, as the builder emits them."""
+    plan = plan_window_conv(config, shape)
+    probe = _probe(config)
+    requant = Requant(multiplier=np.zeros(1, np.int64), shift=np.zeros(1, np.int64),
+                      zero_point=0, qmin=0, qmax=0) if requantize else None
+    return len(window_program(probe, plan, layout_window_conv(probe, plan, requantize), requant))
+
+
+def weight_tile_rows(config, plan, weight):
+    """Weight tiles as ``(n_tile, kh, kw, cb, r)`` rows of ``cols`` values:
+    row ``r``, column ``c`` of tile ``(kh, kw, cb)``, ``j`` is ``weight[j*cols + c, cb*rows + r, kh, kw]``."""
+    rows, cols = config.rows, config.cols
+    out_channels, channels, kh, kw = weight.shape
+    padded = np.zeros((plan.n_tiles * cols, plan.in_blocks * rows, kh, kw), np.int64)
+    padded[:out_channels, :channels] = weight
+    tiles = padded.reshape(plan.n_tiles, cols, plan.in_blocks, rows, kh, kw)
+    return tiles.transpose(0, 4, 5, 2, 3, 1).reshape(-1, cols)
+
+
+@dataclass
+class WindowJob:
+    """Everything a backend needs for one windowed convolution, and how to read it back."""
+    config: object
+    plan: object
+    program: Program
+    image: np.ndarray
+    layout: ConvLayout
+    requantize: bool
+
+    @property
+    def readback(self):
+        rows = self.plan.shape.output_pixels * self.plan.n_tiles
+        return [(self.layout.out_addr, rows * self.layout.out_words)]
+
+    def unpack(self, memory):
+        """The (N, O, OH, OW) output from the main-memory bytes after the run."""
+        config, shape = self.config, self.plan.shape
+        start = self.layout.out_addr * config.bus_bytes
+        rows = shape.output_pixels * self.plan.n_tiles
+        raw = memory[start:start + rows * self.layout.out_words * config.bus_bytes]
+        bits = config.out_bits if self.requantize else config.acc_bits
+        out_shape = (shape.batch, shape.out_channels, shape.out_height, shape.out_width)
+        return unpack_feature_map(raw, out_shape, config.cols, bits)
+
+
+def build_window_conv(config, shape, x, weight, bias, requant=None):
+    """Lay out a checked convolution in a memory image and emit its windowed command stream."""
+    plan = plan_window_conv(config, shape)
+    requantize = requant is not None
+    layout = layout_window_conv(config, plan, requantize)
+    program = window_program(config, plan, layout, requant)
+    image = np.zeros(layout.end * config.bus_bytes, np.uint8)
+    for address, packed in (
+            (layout.param_addr, pack_rows(param_rows(config, plan, bias, requant), config.bus_bytes)),
+            (layout.in_addr, pack_feature_map(x, config.rows, config.act_bits, config.bus_bytes)),
+            (layout.w_addr, pack_rows([(weight_tile_rows(config, plan, weight), config.weight_bits)],
+                                      config.bus_bytes))):
+        start = address * config.bus_bytes
+        image[start:start + packed.size] = packed.reshape(-1)
+    return WindowJob(config=config, plan=plan, program=program, image=image, layout=layout,
+                     requantize=requantize)
