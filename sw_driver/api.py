@@ -5,7 +5,7 @@ import numpy as np
 from .device import Device
 from .conv_cost import choose_lowering
 from .conv_plan import ConvShape, plan_window_conv
-from .execution import run_gemm, run_window_conv
+from .execution import check_residual, run_gemm, run_window_conv
 from .stats import LayerStats
 from .lowering import im2col, unlower, weight_matrix
 from .validate import (check_conv_params, check_conv_shapes, check_linear_shapes,
@@ -20,7 +20,7 @@ def _check_operands(device, a_name, a, w_name, w):
 
 
 def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, requant=None,
-           device=None, lowering="auto"):
+           device=None, lowering="auto", residual=None):
     """Run an NCHW conv2d (weight OIHW, bias int32 per output channel) on ``device``.
 
     Without ``requant`` the result is the exact int64 ``torch.nn.functional.conv2d(x,
@@ -37,20 +37,28 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, r
         to a GEMM (:mod:`sw_driver.lowering`); ``"auto"``: the one with fewer estimated
         cycles on this device (:mod:`sw_driver.conv_cost`; ties go to windows), or the
         only one that can run it. ``LayerStats.lowering`` says which one ran.
+    residual : (skip, AddRequant), optional
+        Fuse a residual add on the store path: the requantized output ``q`` becomes
+        ``sw_driver.reference.residual_add(q, skip, params)`` (TFLite ADD, then its clamp),
+        with ``skip`` shaped like the output; the skip tensor is read from device memory
+        and counts in ``bytes_moved``. Needs ``requant``.
     """
     device = device or Device()
     check_conv_params(stride, padding, dilation, groups)
     x, weight, bias = check_conv_shapes(x, weight, bias)
     _check_operands(device, "input", x, "weight", weight)
     shape = ConvShape.of(x.shape, weight.shape, stride, padding)
+    residual = check_residual(device, residual, requant, (shape.batch, shape.out_channels,
+                                                          shape.out_height, shape.out_width))
     choice = choose_lowering(device.config, shape, requant is not None, lowering)
     if choice.lowering == "window":
-        y, stats = run_window_conv(device, x, weight, bias, requant, shape)
+        y, stats = run_window_conv(device, x, weight, bias, requant, shape, residual)
         plan = plan_window_conv(device.config, shape)
         stats.plan = f"{choice.reason}; weights {plan.reason}"
     else:
+        skip = None if residual is None else (_output_matrix(residual[0]), residual[1])
         matrix = _gemm(device, im2col(x, shape.kernel_h, shape.kernel_w, stride, padding),
-                       weight_matrix(weight), bias, requant)
+                       weight_matrix(weight), bias, requant, skip)
         y, stats = unlower(matrix[0], shape.batch, shape.out_height, shape.out_width), matrix[1]
         stats.plan = choice.reason
     stats.lowering = choice.lowering
@@ -65,5 +73,14 @@ def linear(x, weight, bias=None, *, requant=None, device=None):
     return _gemm(device, x, weight.T, bias, requant)
 
 
-def _gemm(device, a, w, bias, requant):
-    return run_gemm(device, np.ascontiguousarray(a), np.ascontiguousarray(w), bias, requant)
+def _output_matrix(y):
+    """(N, O, OH, OW) -> the (N*OH*OW, O) product matrix (the inverse of ``unlower``)."""
+    y = np.asarray(y)
+    if y.ndim != 4:
+        raise ValueError(f"residual skip tensor must be 4-D (NCHW), not shape {y.shape}")
+    return y.transpose(0, 2, 3, 1).reshape(-1, y.shape[1])
+
+
+def _gemm(device, a, w, bias, requant, residual=None):
+    return run_gemm(device, np.ascontiguousarray(a), np.ascontiguousarray(w), bias, requant,
+                    residual)

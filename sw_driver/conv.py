@@ -14,8 +14,8 @@ import numpy as np
 from systolic.accelerator.isa import COMMAND_COUNT_BITS, Buffer
 
 from .conv_plan import MAX_ROWS, plan_window_conv
-from .feature_map import feature_map_row, pack_feature_map, unpack_feature_map
-from .gemm import param_rows
+from .feature_map import feature_map_row, pack_feature_map, to_blocked_rows, unpack_feature_map
+from .gemm import PROBE_ADD, param_rows, skip_region
 from .memory_image import MemoryImage, pack_rows
 from .program import Program
 from .quant import Requant
@@ -70,29 +70,41 @@ class WindowLowering:
         layout, plan = self.layout, self.plan
         return layout.w_addr + (n_tile * plan.k_tiles + k_tile) * self.config.rows * layout.w_words
 
-    def _band_loads(self, block, first, last):
-        """LOADs of feature-map rows ``first .. last`` of the block's image into its region."""
+    def _band_loads(self, block, first, last, cb):
+        """LOADs of channel block ``cb`` of feature-map rows ``first .. last`` of the block's
+        image into its plane: every ``in_blocks``-th row of main memory, gathered."""
         plan, layout = self.plan, self.layout
         shape = plan.shape
         image, _, _ = plan.block(block)
         band_y, _ = plan.band(block)
-        row_rows = shape.width * plan.in_blocks
-        sram_addr = plan.input_region(block) + (first - band_y) * row_rows
+        sram_addr = plan.plane_addr(block, cb) + (first - band_y) * shape.width
         dram_addr = layout.in_addr + feature_map_row(
-            image, first, 0, 0, height=shape.height, width=shape.width,
+            image, first, 0, cb, height=shape.height, width=shape.width,
             blocks=plan.in_blocks) * layout.in_words
-        total = (last - first + 1) * row_rows
-        return [(sram_addr + start, min(MAX_ROWS, total - start),
-                 dram_addr + start * layout.in_words) for start in range(0, total, MAX_ROWS)]
+        stride = plan.in_blocks * layout.in_words
+        total = (last - first + 1) * shape.width
+        return [(sram_addr + start, min(MAX_ROWS, total - start), dram_addr + start * stride,
+                 stride) for start in range(0, total, MAX_ROWS)]
+
+    def _plane(self, k_tile):
+        """The channel plane whose first tap ``k_tile`` is, else ``None``."""
+        cb, tap = divmod(k_tile, self.plan.taps)
+        return cb if tap == 0 else None
 
     def lead_pieces(self, block, k_tile):
-        """The first block's pieces, each with the band rows it adds (no loads after tap 0).
+        """The first block's pieces, each with the band rows it adds.
 
-        A piece that needs no new band row (its taps read rows already loaded, or padding)
-        joins its neighbour, so that every piece waits for a load of its own.
+        The first tap loads channel plane 0 piece by piece, so the array follows that
+        load; the first tap of each later plane loads that plane whole (the taps of the
+        planes before it cover the time). A piece that needs no new band row (its taps read
+        rows already loaded, or padding) joins its neighbour, so that every piece waits for
+        a load of its own.
         """
-        if k_tile != 0:
+        plane = self._plane(k_tile)
+        if plane is None:
             return []
+        if plane != 0:
+            return [(self.whole(block), self.block_loads(block, k_tile))]
         plan = self.plan
         _, out_y, out_rows = plan.block(block)
         band_y, band_height = plan.band(block)
@@ -110,14 +122,15 @@ class WindowLowering:
         if not groups:
             groups = [[0, out_rows, band_y, band_end]]
         groups[-1][3] = band_end
-        return [((offset, rows), self._band_loads(block, first, last))
+        return [((offset, rows), self._band_loads(block, first, last, 0))
                 for offset, rows, first, last in groups]
 
     def block_loads(self, block, k_tile):
-        if k_tile != 0:
+        plane = self._plane(k_tile)
+        if plane is None:
             return []
         band_y, band_height = self.plan.band(block)
-        return self._band_loads(block, band_y, band_y + band_height - 1)
+        return self._band_loads(block, band_y, band_y + band_height - 1, plane)
 
     def whole(self, block):
         return (0, self.plan.block(block)[2])
@@ -133,9 +146,9 @@ class WindowLowering:
         band_y, band_height = plan.band(block)
         kh, kw, cb = plan.tap(k_tile)
         program.compute_window(acc_slot + offset * plan.shape.out_width,
-                               band_addr=plan.input_region(block), band_y=band_y,
+                               band_addr=plan.plane_addr(block, cb), band_y=band_y,
                                band_height=band_height, out_y=out_y + offset, out_rows=rows,
-                               kh=kh, kw=kw, channel_block=cb, pad_top=plan.shape.padding,
+                               kh=kh, kw=kw, channel_block=0, pad_top=plan.shape.padding,
                                pad_left=plan.shape.padding, **flags)
 
     def store(self, program, block, n_tile, piece, acc_slot, **flags):
@@ -150,19 +163,22 @@ class WindowLowering:
                       **flags)
 
 
-def window_program(config, plan, layout, requant=None, program=None):
+def window_program(config, plan, layout, requant=None, program=None, residual=None):
     """The command stream of a windowed convolution laid out as ``layout``.
 
     ``program`` defaults to a checked :class:`Program` for ``config``; the cost model passes
-    its own recorder.
+    its own recorder. ``residual`` (an :class:`~sw_driver.quant.AddRequant`) adds the skip
+    tensor stored in the output's layout at word ``layout.end``.
     """
     program = Program(config) if program is None else program
     program.load(Buffer.PARAM, dram_addr=layout.param_addr, sram_addr=0, rows=plan.n_tiles)
     if requant is not None:
         program.config_output(zero_point=requant.zero_point, qmin=requant.qmin, qmax=requant.qmax)
+    if residual is not None:
+        program.residual(residual, skip_offset=layout.end - layout.out_addr)
     program.window(plan.geometry)
     emit_schedule(program, plan, WindowLowering(config, plan, layout),
-                  requantize=requant is not None)
+                  requantize=requant is not None, residual=residual is not None)
     program.done()
     return program
 
@@ -171,24 +187,26 @@ def _probe(config):
     return config.replace(memory_words=1 << 31, command_depth=1 << COMMAND_COUNT_BITS)
 
 
-def window_instruction_count(config, shape, requantize):
+def window_instruction_count(config, shape, requantize, residual=False):
     """Instructions of the windowed convolution's program, as the builder emits them."""
     plan = plan_window_conv(config, shape)
     probe = _probe(config)
     requant = Requant(multiplier=np.zeros(1, np.int64), shift=np.zeros(1, np.int64),
                       zero_point=0, qmin=0, qmax=0) if requantize else None
-    return len(window_program(probe, plan, layout_window_conv(probe, plan, requantize), requant))
+    return len(window_program(probe, plan, layout_window_conv(probe, plan, requantize), requant,
+                              residual=PROBE_ADD if residual else None))
 
 
 def weight_tile_rows(config, plan, weight):
-    """Weight tiles as ``(n_tile, kh, kw, cb, r)`` rows of ``cols`` values:
-    row ``r``, column ``c`` of tile ``(kh, kw, cb)``, ``j`` is ``weight[j*cols + c, cb*rows + r, kh, kw]``."""
+    """Weight tiles as ``(n_tile, cb, kh, kw, r)`` rows of ``cols`` values (the K order of
+    :meth:`~sw_driver.conv_plan.WindowPlan.tap`): row ``r``, column ``c`` of tile
+    ``(kh, kw, cb)`` of N tile ``j`` is ``weight[j*cols + c, cb*rows + r, kh, kw]``."""
     rows, cols = config.rows, config.cols
     out_channels, channels, kh, kw = weight.shape
     padded = np.zeros((plan.n_tiles * cols, plan.in_blocks * rows, kh, kw), np.int64)
     padded[:out_channels, :channels] = weight
     tiles = padded.reshape(plan.n_tiles, cols, plan.in_blocks, rows, kh, kw)
-    return tiles.transpose(0, 4, 5, 2, 3, 1).reshape(-1, cols)
+    return tiles.transpose(0, 2, 4, 5, 3, 1).reshape(-1, cols)
 
 
 @dataclass
@@ -217,12 +235,17 @@ class WindowJob:
         return unpack_feature_map(raw, out_shape, config.cols, bits)
 
 
-def build_window_conv(config, shape, x, weight, bias, requant=None):
-    """Lay out a checked convolution in a memory image and emit its windowed command stream."""
+def build_window_conv(config, shape, x, weight, bias, requant=None, residual=None):
+    """Lay out a checked convolution in a memory image and emit its windowed command stream.
+
+    ``residual`` is ``(skip (N, O, OH, OW), AddRequant)``: the skip tensor added on the
+    store path.
+    """
     plan = plan_window_conv(config, shape)
     requantize = requant is not None
     layout = layout_window_conv(config, plan, requantize)
-    program = window_program(config, plan, layout, requant)
+    program = window_program(config, plan, layout, requant,
+                             residual=None if residual is None else residual[1])
     image = np.zeros(layout.end * config.bus_bytes, np.uint8)
     for address, packed in (
             (layout.param_addr, pack_rows(param_rows(config, plan, bias, requant), config.bus_bytes)),
@@ -231,5 +254,8 @@ def build_window_conv(config, shape, x, weight, bias, requant=None):
                                       config.bus_bytes))):
         start = address * config.bus_bytes
         image[start:start + packed.size] = packed.reshape(-1)
+    if residual is not None:
+        skip_rows = to_blocked_rows(residual[0], config.cols)
+        image = np.concatenate([image, skip_region(config, layout, skip_rows)])
     return WindowJob(config=config, plan=plan, program=program, image=image, layout=layout,
                      requantize=requantize)

@@ -106,16 +106,32 @@ class WindowPlan:
 
     @property
     def geometry(self):
+        """The window geometry of one channel plane (see :meth:`plane_addr`)."""
         shape = self.shape
         return WindowGeometry(in_height=shape.height, in_width=shape.width,
-                              channel_blocks=self.in_blocks, out_width=shape.out_width,
+                              channel_blocks=1, out_width=shape.out_width,
                               stride=shape.stride)
 
+    @property
+    def taps(self):
+        return self.shape.kernel_h * self.shape.kernel_w
+
     def tap(self, k_tile):
-        """``(kh, kw, cb)`` of K tile ``k_tile``."""
-        tap, cb = divmod(k_tile, self.in_blocks)
+        """``(kh, kw, cb)`` of K tile ``k_tile``: channel blocks outermost, so the first
+        ``taps`` K tiles need only the band's first channel plane."""
+        cb, tap = divmod(k_tile, self.taps)
         kh, kw = divmod(tap, self.shape.kernel_w)
         return kh, kw, cb
+
+    def plane_addr(self, block, cb):
+        """First input-buffer row of channel plane ``cb`` of the block's band.
+
+        In the buffer a band is stored plane by plane: all its pixels' channel block 0,
+        then block 1, ..., each plane in raster order, so a tap of channel block ``cb``
+        reads one plane and the loads of plane 0 alone let the array start.
+        """
+        _, band_height = self.band(block)
+        return self.input_region(block) + cb * band_height * self.shape.width
 
     def block(self, block):
         """``(image, first output row, output rows)`` of a block."""

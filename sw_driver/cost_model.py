@@ -24,7 +24,9 @@ from collections import deque
 from dataclasses import dataclass
 
 from systolic.accelerator.isa import Buffer
+from systolic.accelerator.requantizer import REQUANTIZER_LATENCY
 from systolic.accelerator.top import QUEUE_DEPTH
+from systolic.accelerator.residual_add import ResidualAdd
 
 __all__ = ["TimingModel", "Estimate"]
 
@@ -45,9 +47,9 @@ class TimingModel:
     """A stand-in for :class:`~sw_driver.program.Program` that times instructions instead."""
 
     def __init__(self, config):
-        from systolic.accelerator.requantizer import REQUANTIZER_LATENCY
         self.config = config
         self._requantizer_latency = REQUANTIZER_LATENCY
+        self._residual_latency = ResidualAdd.latency
         self._tokens = {"load->execute": [], "execute->load": [], "execute->store": [],
                         "store->execute": []}
         self._last_signal = {"load": 0, "execute": 0, "store": 0}
@@ -142,10 +144,17 @@ class TimingModel:
     def config_output(self, **fields):
         self._started("store", max(self._dispatch("store"), self.store_free))
 
+    def residual(self, params, *, skip_offset):
+        for _ in range(4):              # four RESIDUAL instructions, one cycle each
+            self._started("store", max(self._dispatch("store"), self.store_free))
+
     def store(self, acc_addr, rows, *, dram_addr, param_row, requantize, stride=None,
-              wait=False, signal=False):
+              wait=False, signal=False, residual=False):
         words = rows * self.config.row_words("output" if requantize else "raw")
         latency = 4 + (self._requantizer_latency if requantize else 0)
+        if residual:                    # the skip rows cross the read channel too
+            self.read_words += words
+            latency += self._residual_latency
         start = max(self._dispatch("store"), self.store_free, self._take("execute->store", wait))
         self._started("store", start)
         self.store_free = start + latency + words

@@ -13,11 +13,13 @@ from .conv import build_window_conv, window_instruction_count
 from .gemm import build_gemm, gemm_instruction_count
 from .lowering import conv2d_reference, exact_matmul, weight_matrix
 from .program import ProgramError
-from .quant import Requant, requantize
+from .quant import AddRequant, Requant, requantize
+from .reference import residual_add
+from .validate import check_integer_array, check_signed_bits
 from .stats import LayerStats
 
 __all__ = ["run_gemm", "run_window_conv", "check_window_conv", "check_accumulator_range",
-           "check_requant", "AcceleratorError"]
+           "check_requant", "check_residual", "AcceleratorError"]
 
 # Cycles a unit waited, by unit and cause (the counters named <unit>_wait_<cause>).
 STALL_COUNTERS = tuple(name for name in COUNTER_NAMES if "_wait_" in name)
@@ -77,6 +79,44 @@ def _reference(a, w, bias, requant):
     if requant is None:
         return acc + bias
     return requantize(acc, bias, requant, channel_axis=1)
+
+
+def check_residual(device, residual, requant, output_shape):
+    """Validate ``(skip, AddRequant)`` for a layer whose output has ``output_shape``."""
+    if residual is None:
+        return None
+    try:
+        skip, params = residual
+    except (TypeError, ValueError):
+        raise TypeError("residual must be a (skip tensor, AddRequant) pair") from None
+    if not isinstance(params, AddRequant):
+        raise TypeError(f"residual parameters must be a sw_driver.quant.AddRequant, "
+                        f"not {type(params).__name__}")
+    if requant is None:
+        raise ValueError("a residual add needs requantized outputs (requant=...)")
+    params.check()
+    skip = check_integer_array("residual skip tensor", skip)
+    if skip.shape != tuple(output_shape):
+        raise ValueError(f"residual skip tensor has shape {skip.shape}, the layer's output "
+                         f"{tuple(output_shape)}")
+    check_signed_bits("residual skip tensor", skip, device.out_bits)
+    lo, hi = -(1 << (device.out_bits - 1)), (1 << (device.out_bits - 1)) - 1
+    if not lo <= params.qmin <= params.qmax <= hi:
+        raise ValueError(f"residual clamp [{params.qmin}, {params.qmax}] must lie within the "
+                         f"signed {device.out_bits}-bit output range [{lo}, {hi}]")
+    return skip, params
+
+
+def _residual_part(residual, start, stop):
+    if residual is None:
+        return None
+    return residual[0][:, start:stop], residual[1]
+
+
+def _add_reference(device, y, residual):
+    if residual is None:
+        return y
+    return residual_add(y, residual[0], residual[1], out_bits=device.out_bits)
 
 
 def _column_chunks(config, n, cols, instruction_count, what):
@@ -146,60 +186,70 @@ def _run_chunks(device, stats, chunks, build, axis):
     return np.concatenate(outputs, axis=axis)
 
 
-def run_gemm(device, a, w, bias, requant):
-    """``a (M x K) @ w (K x N) + bias`` (then ``requant``) on ``device``; ``(y, LayerStats)``."""
+def run_gemm(device, a, w, bias, requant, residual=None):
+    """``a (M x K) @ w (K x N) + bias`` (then ``requant``, then ``residual``: ``(skip (M x N),
+    AddRequant)``) on ``device``; ``(y, LayerStats)``."""
     m, k = a.shape
     n = w.shape[1]
     check_accumulator_range(device, w, bias)
     if requant is not None:
         requant = check_requant(device, requant, n)
+    residual = check_residual(device, residual, requant, (m, n))
     requantize = requant is not None
     chunks = _column_chunks(
         device.config, n, device.cols,
-        lambda width: gemm_instruction_count(device.config, m, k, width, requantize),
+        lambda width: gemm_instruction_count(device.config, m, k, width, requantize,
+                                             residual is not None),
         f"M={m}, K={k}, N={n}")
     stats = LayerStats(macs=m * k * n, rows=device.rows, cols=device.cols, backend=device.backend)
     if device.backend == "reference":
-        return _reference(a, w, bias, requant), stats
+        return _add_reference(device, _reference(a, w, bias, requant), residual), stats
 
     def build(start, stop):
         return build_gemm(device.config, a, w[:, start:stop], bias[start:stop],
-                          _requant_part(requant, start, stop))
+                          _requant_part(requant, start, stop),
+                          _residual_part(residual, start, stop))
 
     return _run_chunks(device, stats, chunks, build, axis=1), stats
 
 
-def check_window_conv(device, shape, weight, bias, requant):
+def check_window_conv(device, shape, weight, bias, requant, residual=None):
     """Every check of :func:`run_window_conv`, before any simulation; returns
-    ``(checked requant, output-channel chunks)``."""
+    ``(checked requant, checked residual, output-channel chunks)``."""
     check_accumulator_range(device, weight_matrix(weight), bias)
     if requant is not None:
         requant = check_requant(device, requant, shape.out_channels)
+    residual = check_residual(device, residual, requant,
+                              (shape.batch, shape.out_channels, shape.out_height, shape.out_width))
     requantize = requant is not None
     chunks = _column_chunks(
         device.config, shape.out_channels, device.cols,
         lambda width: window_instruction_count(
-            device.config, dataclasses.replace(shape, out_channels=width), requantize),
+            device.config, dataclasses.replace(shape, out_channels=width), requantize,
+            residual is not None),
         f"{shape}")
-    return requant, chunks
+    return requant, residual, chunks
 
 
-def run_window_conv(device, x, weight, bias, requant, shape):
+def run_window_conv(device, x, weight, bias, requant, shape, residual=None):
     """The convolution ``shape`` of ``x`` by ``weight`` with windows formed on chip.
 
     ``x`` (N, C, H, W) and ``weight`` (O, C, KH, KW) are checked for shape and range;
-    returns ``(y (N, O, OH, OW), LayerStats)``.
+    ``residual`` is ``(skip (N, O, OH, OW), AddRequant)``; returns ``(y (N, O, OH, OW),
+    LayerStats)``.
     """
-    requant, chunks = check_window_conv(device, shape, weight, bias, requant)
+    requant, residual, chunks = check_window_conv(device, shape, weight, bias, requant, residual)
     stats = LayerStats(macs=shape.macs, rows=device.rows, cols=device.cols,
                        backend=device.backend)
     if device.backend == "reference":
-        return conv2d_reference(x, weight, bias, shape.stride, shape.padding,
-                                requant=requant), stats
+        return _add_reference(device, conv2d_reference(x, weight, bias, shape.stride,
+                                                       shape.padding, requant=requant),
+                              residual), stats
 
     def build(start, stop):
         part = dataclasses.replace(shape, out_channels=stop - start)
         return build_window_conv(device.config, part, x, weight[start:stop], bias[start:stop],
-                                 _requant_part(requant, start, stop))
+                                 _requant_part(requant, start, stop),
+                                 _residual_part(residual, start, stop))
 
     return _run_chunks(device, stats, chunks, build, axis=1), stats

@@ -8,7 +8,7 @@ from systolic.accelerator.isa import COMMAND_COUNT_BITS, Buffer
 
 from .memory_image import MemoryImage, pack_rows, unpack_rows
 from .program import Program
-from .quant import Requant
+from .quant import AddRequant, Requant
 from .schedule import emit_schedule
 from .tiling import LEAD_ROWS, plan_gemm
 
@@ -74,6 +74,10 @@ def param_rows(config, plan, bias, requant):
     return [(padded(bias), 32), (padded(multiplier), 32), (padded(shift), 6)]
 
 
+# Stands for any residual add where only the instruction count matters.
+PROBE_ADD = AddRequant(0, 1 << 30, 0, 0, 1 << 30, 0, 1 << 30, 0)
+
+
 @dataclass(frozen=True)
 class GemmLayout:
     """Main-memory word addresses of a GEMM's tensors, in allocation order."""
@@ -103,44 +107,68 @@ def layout_gemm(config, plan, requantize):
                       image.next_free)
 
 
-def gemm_program(config, plan, layout, requant=None, program=None):
+def gemm_program(config, plan, layout, requant=None, program=None, residual=None):
     """The command stream of a tiled GEMM laid out as ``layout``.
 
     ``program`` defaults to a checked :class:`Program` for ``config``; the cost model
-    (:class:`~sw_driver.cost_model.TimingModel`) passes its own recorder.
+    (:class:`~sw_driver.cost_model.TimingModel`) passes its own recorder. ``residual`` (an
+    :class:`~sw_driver.quant.AddRequant`) adds the skip tensor stored in the output's layout
+    right after the layout (at word ``layout.end``) on the way out.
     """
     program = Program(config) if program is None else program
     program.load(Buffer.PARAM, dram_addr=layout.param_addr, sram_addr=0, rows=plan.n_tiles)
     if requant is not None:
         program.config_output(zero_point=requant.zero_point, qmin=requant.qmin, qmax=requant.qmax)
+    if residual is not None:
+        program.residual(residual, skip_offset=layout.end - layout.out_addr)
     emit_schedule(program, plan, GemmLowering(config, plan, layout),
-                  requantize=requant is not None)
+                  requantize=requant is not None, residual=residual is not None)
     program.done()
     return program
 
 
-def gemm_instruction_count(config, m, k, n, requantize):
+def gemm_instruction_count(config, m, k, n, requantize, residual=False):
     """Instructions of the GEMM's program, as the builder emits them (no operands needed)."""
     plan = plan_gemm(config, m, k, n)
     layout = layout_gemm(config.replace(memory_words=1 << 31), plan, requantize)
     probe = config.replace(memory_words=1 << 31, command_depth=1 << COMMAND_COUNT_BITS)
     requant = Requant(multiplier=np.zeros(1, np.int64), shift=np.zeros(1, np.int64),
                       zero_point=0, qmin=0, qmax=0) if requantize else None
-    return len(gemm_program(probe, plan, layout, requant))
+    return len(gemm_program(probe, plan, layout, requant,
+                            residual=PROBE_ADD if residual else None))
 
 
-def build_gemm(config, a, w, bias=None, requant=None):
+def output_rows(config, plan, y):
+    """An (M x N) matrix in the output's layout: ``(n_tile, m)`` rows of ``cols`` values."""
+    padded = np.zeros((plan.m, plan.n_tiles * config.cols), np.int64)
+    padded[:, :plan.n] = y
+    return padded.reshape(plan.m, plan.n_tiles, config.cols).transpose(1, 0, 2).reshape(-1, config.cols)
+
+
+def skip_region(config, layout, rows):
+    """Bytes of a skip tensor's region at ``layout.end``, checked against the memory."""
+    packed = pack_rows([(rows, config.out_bits)], config.bus_bytes)
+    words = packed.size // config.bus_bytes
+    if layout.end + words > config.memory_words:
+        raise ValueError(f"the skip tensor needs {words} words at word {layout.end}, beyond the "
+                         f"{config.memory_words}-word main memory")
+    return packed.reshape(-1)
+
+
+def build_gemm(config, a, w, bias=None, requant=None, residual=None):
     """Lay out operands in a memory image and emit the tiled command stream.
 
     ``a``, ``w``, ``bias`` must already be checked (shapes, ranges, overflow). The program
-    is checked against ``config``, the configuration it will run on.
+    is checked against ``config``, the configuration it will run on. ``residual`` is
+    ``(skip (M x N), AddRequant)``: the skip tensor added on the store path.
     """
     m, k = a.shape
     n = w.shape[1]
     plan = plan_gemm(config, m, k, n)
     requantize = requant is not None
     layout = layout_gemm(config, plan, requantize)
-    program = gemm_program(config, plan, layout, requant)
+    program = gemm_program(config, plan, layout, requant,
+                           residual=None if residual is None else residual[1])
     a_rows, w_rows = _tile_operands(config, plan, a, w)
     image = np.zeros(layout.end * config.bus_bytes, np.uint8)
     for address, packed in (
@@ -149,6 +177,9 @@ def build_gemm(config, a, w, bias=None, requant=None):
             (layout.w_addr, pack_rows([(w_rows, config.weight_bits)], config.bus_bytes))):
         start = address * config.bus_bytes
         image[start:start + packed.size] = packed.reshape(-1)
+    if residual is not None:
+        image = np.concatenate([image, skip_region(config, layout,
+                                                   output_rows(config, plan, residual[0]))])
     return GemmJob(config=config, plan=plan, program=program, image=image,
                    output_addr=layout.out_addr, output_row_words=layout.out_words,
                    requantize=requantize)
@@ -181,7 +212,8 @@ class GemmLowering:
         m0, _ = self.plan.block_bounds(block)
         input_row = self._input_row(block, k_tile)
         return [((start, rows), [(input_row + start, rows, self.layout.a_addr
-                                  + (k_tile * self.plan.m + m0 + start) * self.layout.a_words)])
+                                  + (k_tile * self.plan.m + m0 + start) * self.layout.a_words,
+                                  None)])
                 for start, rows in pieces]
 
     def lead_pieces(self, block, k_tile):

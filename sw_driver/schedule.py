@@ -24,7 +24,7 @@ from systolic.accelerator.isa import Buffer
 __all__ = ["emit_schedule"]
 
 
-def emit_schedule(program, plan, lowering, requantize):
+def emit_schedule(program, plan, lowering, requantize, residual=False):
     """Emit the loop nest of ``plan`` into ``program`` with the steps of ``lowering``.
 
     Parameters
@@ -39,13 +39,17 @@ def emit_schedule(program, plan, lowering, requantize):
     lowering
         ``weight_addr(n_tile, k_tile)``; ``lead_pieces(block, k_tile)`` -> list of
         ``(piece, loads)`` for the first block's first N tile (each ``loads`` a non-empty
-        list of ``(sram_addr, rows, dram_addr)``, or no pairs when the step loads no
+        list of ``(sram_addr, rows, dram_addr, stride)`` (``stride`` in words, ``None``: rows
+        back to back), or no pairs when the step loads no
         inputs); ``block_loads(block, k_tile)`` -> loads of a later block's first N tile;
         ``whole(block)`` and ``store_pieces(block)`` -> pieces; ``compute(program, block,
         k_tile, piece, acc_slot, **flags)`` and ``store(program, block, n_tile, piece,
         acc_slot, **flags)``.
     requantize : bool
+    residual : bool
+        Stores add the skip tensor (the program's RESIDUAL instructions come first).
     """
+    store_flags = {"residual": True} if residual else {}
     config = program.config
     slots, steps = plan.weight_slots, plan.steps
     resident = plan.weights_resident
@@ -76,9 +80,9 @@ def emit_schedule(program, plan, lowering, requantize):
                                  dram_addr=lowering.weight_addr(n_tile, k_tile),
                                  wait=step >= slots, signal=not groups)
                 for index, loads in enumerate(groups):
-                    for position, (sram_addr, rows, dram_addr) in enumerate(loads):
+                    for position, (sram_addr, rows, dram_addr, stride) in enumerate(loads):
                         program.load(Buffer.INPUT, sram_addr=sram_addr, rows=rows,
-                                     dram_addr=dram_addr,
+                                     dram_addr=dram_addr, stride=stride,
                                      wait=(resident and block >= 2 and k_tile == 0
                                            and index == position == 0),
                                      signal=position == len(loads) - 1)
@@ -105,5 +109,5 @@ def emit_schedule(program, plan, lowering, requantize):
             stores = pieces if final_pair else [lowering.whole(block)]
             for piece in stores:
                 lowering.store(program, block, n_tile, piece, acc_slot, requantize=requantize,
-                               wait=True, signal=pair + 2 < pairs)
+                               wait=True, signal=pair + 2 < pairs, **store_flags)
             pair += 1

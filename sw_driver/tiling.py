@@ -37,7 +37,7 @@ class GemmPlan:
     block_rows: int
     blocks: int
     weight_slots: int
-    weights_resident = False      # the GEMM streams its weights once per block
+    weights_resident: bool = False    # all weight tiles loaded once, kept for every block
 
     @property
     def steps(self):
@@ -76,9 +76,14 @@ def plan_gemm(config, m, k, n):
     # Balance the blocks: a short last block would idle the array on weight switches and
     # make the execute unit wait for the store of a long one.
     block_rows = ceil_div(m, ceil_div(m, block_rows))
-    weight_slots = min(config.weight_buffer_rows // config.rows, k_tiles * n_tiles)
+    blocks = ceil_div(m, block_rows)
+    capacity = config.weight_buffer_rows // config.rows
+    # With several blocks and every weight tile in the buffer, the weights are loaded once
+    # and stay: the load unit then only streams A blocks, back to back.
+    resident = blocks > 1 and k_tiles * n_tiles <= capacity
+    weight_slots = min(capacity, k_tiles * n_tiles)
     return GemmPlan(m=m, k=k, n=n, k_tiles=k_tiles, n_tiles=n_tiles, block_rows=block_rows,
-                    blocks=ceil_div(m, block_rows), weight_slots=weight_slots)
+                    blocks=blocks, weight_slots=weight_slots, weights_resident=resident)
 
 
 def estimate_cycles(config, plan, requantize):

@@ -17,6 +17,9 @@ module                what it is
 ``token_counter``     up/down counter of one dependency-token channel
 ``array``, ``pe``     the R x C weight-stationary MAC array
 ``requantizer``       TFLite-exact requantization (store path)
+``residual_add``      TFLite ADD of a skip tensor (store path)
+``read_arbiter``      shares the read channel between loads and skip reads
+``window_reader``     activation vectors: linear runs or convolution windows
 ====================  =====================================================
 """
 

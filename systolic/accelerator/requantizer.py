@@ -1,7 +1,7 @@
 """Per-channel requantizer: TFLite / gemmlowp fixed-point rescaling of accumulators.
 
 Also holds the fixed-point building blocks (saturation, the pipelined
-``MultiplyByQuantizedMultiplier``) that :mod:`systolic.blocks.residual_add` reuses.
+``MultiplyByQuantizedMultiplier``) that :mod:`systolic.accelerator.residual_add` reuses.
 """
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned

@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..blocks.residual_add import ResidualAdd, add_params_layout
+from .residual_add import ResidualAdd, add_params_layout
 from .buffer_reader import BufferReader
 from .config import PARAM_FIELD_BITS
 from .execute_unit import accumulator_row_layout
@@ -46,7 +46,7 @@ class StoreUnit(wiring.Component):
     CONFIG.
 
     A requantized STORE with ``flags.store.residual`` then adds the skip tensor with
-    TFLite ADD semantics (:class:`~systolic.blocks.residual_add.ResidualAdd`, parameters
+    TFLite ADD semantics (:class:`~systolic.accelerator.residual_add.ResidualAdd`, parameters
     from the last RESIDUAL instructions) and clamps: row ``i``'s skip row is read from
     main memory at ``dram_addr + skip_offset + i * dram_stride`` (the output's own layout),
     through ``skip``, which shares the read channel with the load unit. Skip reads run

@@ -2,6 +2,7 @@
 
 Each is a complete ``wiring.Component`` with its own tests against a numpy reference
 and torch, ready to be placed on the store path: :class:`~.line_buffer.LineBuffer`
-(sliding windows over a feature map), :class:`~.pooling.Pooling` (max / average,
-global average) and :class:`~.residual_add.ResidualAdd` (TFLite ADD).
+(sliding windows over a feature map) and :class:`~.pooling.Pooling` (max / average,
+global average). The residual add has moved into the accelerator
+(:mod:`systolic.accelerator.residual_add`, on the store path).
 """

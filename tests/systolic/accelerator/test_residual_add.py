@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 from sim.streams import CycleCounter, StallPattern, simulate, stream_get, stream_put
 from sw_driver.quant import INT32_MAX, INT32_MIN, AddRequant
 from sw_driver.reference import residual_add
-from systolic.blocks.residual_add import ResidualAdd
+from systolic.accelerator.residual_add import ResidualAdd
 
 HALF = 1 << 30
 

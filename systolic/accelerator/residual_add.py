@@ -5,7 +5,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..params import check_int
-from ..accelerator.requantizer import (MBQM_LATENCY, OUTPUT_VALUE_BITS, SHIFT_BITS,
+from .requantizer import (MBQM_LATENCY, OUTPUT_VALUE_BITS, SHIFT_BITS,
                                        quantized_multiply, register, saturate)
 
 __all__ = ["ResidualAdd", "add_params_layout"]
