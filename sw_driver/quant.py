@@ -1,7 +1,7 @@
 """Quantization parameters and integer arithmetic of TFLite / gemmlowp, in numpy.
 
 These functions are the numerical contract of the post-processing gateware
-(:mod:`systolic.accelerator.requantizer`, :mod:`systolic.blocks.residual_add`): the RTL must agree
+(:mod:`systolic.accelerator.requantizer`, :mod:`systolic.accelerator.residual_add`): the RTL must agree
 with them bit for bit. They are vectorized (int64 numpy arithmetic, no Python
 loop per element) because the driver also uses them for host-side work.
 
@@ -42,6 +42,20 @@ def _check_range(name, array, lo, hi):
         raise ValueError(f"{name} must be within [{lo}, {hi}], got values in "
                          f"[{int(array.min())!r}, {int(array.max())!r}]")
     return array
+
+
+def _json_integer(name, value):
+    """``value`` if it is a JSON integer (not a float, not a boolean), else ``TypeError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    return int(value)
+
+
+def _json_integers(name, values):
+    """One integer or a flat list of them as an int64 array (floats and booleans refused)."""
+    items = values if isinstance(values, list) else [values]
+    return np.asarray([_json_integer(name, item) for item in items], np.int64).reshape(
+        np.shape(values) if isinstance(values, list) else ())
 
 
 def saturate(x, bits=32):
@@ -139,11 +153,26 @@ class Requant:
     qmax: int = 127
 
     @classmethod
-    def from_json(cls, obj):
-        return cls(multiplier=np.asarray(obj["multiplier"], np.int64),
-                   shift=np.asarray(obj["shift"], np.int64),
-                   zero_point=int(obj.get("zero_point", 0)),
-                   qmin=int(obj.get("qmin", -128)), qmax=int(obj.get("qmax", 127)))
+    def from_json(cls, obj, out_bits=None):
+        """Build from a JSON object ``{"multiplier", "shift", "zero_point", "qmin", "qmax"}``.
+
+        ``multiplier`` and ``shift`` are one integer or a list of them (per channel); every
+        value must be a JSON integer: floats (``-8.9``) and booleans (``true``) raise
+        ``TypeError`` rather than being truncated. ``qmin`` / ``qmax`` default to the signed
+        ``out_bits`` range (int8 when ``out_bits`` is ``None``), ``zero_point`` to 0.
+        """
+        if not isinstance(obj, dict):
+            raise TypeError(f"requantization must be a JSON object, not {obj!r}")
+        unknown = sorted(set(obj) - {"multiplier", "shift", "zero_point", "qmin", "qmax"})
+        if unknown:
+            raise ValueError(f"unknown requantization field(s) {', '.join(map(repr, unknown))}")
+        bits = 8 if out_bits is None else int(out_bits)
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        return cls(multiplier=_json_integers("multiplier", obj["multiplier"]),
+                   shift=_json_integers("shift", obj["shift"]),
+                   zero_point=_json_integer("zero_point", obj.get("zero_point", 0)),
+                   qmin=_json_integer("qmin", obj.get("qmin", lo)),
+                   qmax=_json_integer("qmax", obj.get("qmax", hi)))
 
     @classmethod
     def from_scales(cls, scales, zero_point=0, qmin=-128, qmax=127):

@@ -1,7 +1,7 @@
 """Integer numpy references of the pooling and residual-add stages (NCHW layout).
 
 These define what :class:`systolic.blocks.pooling.Pooling` and
-:class:`systolic.blocks.residual_add.ResidualAdd` compute, bit for bit, and are what the
+:class:`systolic.accelerator.residual_add.ResidualAdd` compute, bit for bit, and are what the
 driver runs on the host. All are vectorized; results are int64.
 
 Pooling windows follow ``torch.nn.functional`` geometry: output size
@@ -14,8 +14,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .quant import AddRequant, multiply_by_quantized_multiplier, output_bounds, saturate
 
-__all__ = ["pool_output_size", "round_div_half_away", "max_pool2d", "avg_pool2d",
-           "global_avg_pool", "residual_add"]
+__all__ = ["pool_output_size", "round_div_half_away", "max_pool2d", "max_pool2d_window",
+           "avg_pool2d", "global_avg_pool", "residual_add"]
 
 
 def pool_output_size(size, kernel_size, stride, padding):
@@ -58,11 +58,56 @@ def round_div_half_away(total, count):
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):
-    """Max pool; padding cells never win (as torch's ``max_pool2d``)."""
+    """Max pool; padding cells never win (as torch's ``max_pool2d``).
+
+    ``kernel_size`` and ``stride`` may also be ``(height, width)`` pairs and ``padding``
+    ``(top, left, bottom, right)``; :func:`max_pool2d_window` then does the work.
+    """
     stride = kernel_size if stride is None else stride
+    if any(isinstance(value, (tuple, list)) for value in (kernel_size, stride, padding)):
+        return max_pool2d_window(x, kernel_size, stride, padding)
     x = _check_pool(x, kernel_size, stride, padding)
     never_wins = np.iinfo(np.int64).min
     return _windows(x, kernel_size, stride, padding, never_wins).max(axis=(-2, -1))
+
+
+def _pair(value, name):
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                             or v < 1 for v in pair):
+        raise ValueError(f"{name} must be an integer >= 1 or a pair of them, not {value!r}")
+    return tuple(int(v) for v in pair)
+
+
+def max_pool2d_window(x, kernel_size, stride, padding):
+    """Max pool with per-axis geometry: ``kernel_size`` and ``stride`` as ``(h, w)`` (or one
+    integer), ``padding`` as ``(top, left, bottom, right)`` (or one integer for all four).
+
+    Asymmetric padding expresses ONNX's explicit ``pads`` and ``ceil_mode=1`` (the extra
+    bottom/right cells of the last, partial window). Padding cells never win; every window
+    must hold at least one real element, so no side may be padded by ``kernel - 1`` or more.
+    """
+    kh, kw = _pair(kernel_size, "kernel_size")
+    sh, sw = _pair(stride, "stride")
+    pads = tuple(padding) if isinstance(padding, (tuple, list)) else (padding,) * 4
+    if len(pads) != 4 or any(isinstance(p, bool) or not isinstance(p, (int, np.integer))
+                             or p < 0 for p in pads):
+        raise ValueError(f"padding must be an integer >= 0 or (top, left, bottom, right), "
+                         f"not {padding!r}")
+    top, left, bottom, right = (int(p) for p in pads)
+    if max(top, bottom) > kh - 1 or max(left, right) > kw - 1:
+        raise ValueError(f"padding={padding!r} must be below the {kh}x{kw} kernel on each side")
+    x = np.asarray(x)
+    if x.ndim != 4 or x.dtype.kind not in "iu":
+        raise ValueError(f"expected an integer NCHW tensor, got {x.dtype!r} {x.shape!r}")
+    if x.shape[2] + top + bottom < kh or x.shape[3] + left + right < kw:
+        raise ValueError(f"a {kh}x{kw} window does not fit a {x.shape[2]}x{x.shape[3]} input "
+                         f"padded by {padding!r}")
+    never_wins = np.iinfo(np.int64).min
+    padded = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (top, bottom), (left, right)),
+                    constant_values=never_wins)
+    view = sliding_window_view(padded, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    return view.max(axis=(-2, -1))
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):

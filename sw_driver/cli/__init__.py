@@ -32,6 +32,7 @@ COMMANDS = {
                True),
     "resnet": ("resnet", "run ResNet-18/50 (or selected layers) layer by layer and report",
                True),
+    "run": ("run", "run a quantized ONNX model on an input .npy and write its output .npy", True),
 }
 
 

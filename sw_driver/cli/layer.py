@@ -24,7 +24,7 @@ from .common import (add_hardware_arguments, check_im2col_size, check_output_fil
                      device_from_args, int_at_least)
 
 __all__ = ["add_conv2d_arguments", "add_linear_arguments", "run_conv2d", "run_linear",
-           "load_array", "load_requant"]
+           "load_array", "load_requant", "narrowest"]
 
 
 def _add_common_arguments(parser):
@@ -69,11 +69,15 @@ def load_array(path, what):
     return array.astype(np.int64)
 
 
-def load_requant(path, channels):
-    """Read a requantization JSON file into a :class:`Requant` for ``channels`` outputs."""
+def load_requant(path, channels, out_bits=None):
+    """Read a requantization JSON file into a :class:`Requant` for ``channels`` outputs.
+
+    Floats and booleans where integers belong are refused (never truncated); ``qmin`` and
+    ``qmax`` default to the signed ``out_bits`` range (the device's output width).
+    """
     try:
         obj = json.loads(Path(path).read_text())
-        requant = Requant.from_json(obj)
+        requant = Requant.from_json(obj, out_bits=out_bits)
     except FileNotFoundError:
         raise CliError(f"requant file {path!r} does not exist") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
@@ -111,7 +115,7 @@ def _load_operands(args, check_shapes, device):
     _checked(check_accumulator_range, device, weight.reshape(channels, -1).T, bias)
     requant = None
     if args.requant:
-        requant = load_requant(args.requant, channels)
+        requant = load_requant(args.requant, channels, device.out_bits)
         _checked(check_requant, device, requant, channels)
     return x, weight, bias, requant
 
@@ -132,9 +136,28 @@ def _check_conv_geometry(x, weight, stride, padding):
     check_im2col_size("the convolution", n * oh * ow, channels * kh * kw)
 
 
+def narrowest(array):
+    """``array`` in the narrowest signed integer dtype that holds every value (int8 .. int64)."""
+    array = np.asarray(array)
+    for dtype in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if array.size == 0 or (array.min() >= info.min and array.max() <= info.max):
+            return array.astype(dtype)
+    return array.astype(np.int64)
+
+
+def _warn_self_check(args, device):
+    """Say so when ``--check`` on the reference backend can only compare the reference with
+    itself (it passes by construction)."""
+    if args.check and device.backend == "reference":
+        print("note: --check on --backend reference compares the integer reference with "
+              "itself; use a simulation backend (verilator, pysim, cxxrtl) to test the RTL")
+
+
 def _finish(args, layer, y, stats, expected):
-    """Write the output and the statistics, print a summary; return the exit code."""
-    np.save(args.output, np.asarray(y))
+    """Write the output (narrowest dtype) and the statistics, print a summary; return the
+    exit code."""
+    np.save(args.output, narrowest(y))
     summary = {"layer": layer, "output_shape": list(np.shape(y)), "macs": stats.macs,
                "cycles": stats.cycles, "utilization": stats.utilization,
                "bytes_moved": stats.bytes_moved, "stalls": dict(stats.stalls or {}),
@@ -163,6 +186,7 @@ def run_conv2d(args, *, layers=None):
     """
     layers = layer_api if layers is None else layers
     device = device_from_args(args)
+    _warn_self_check(args, device)
     x, weight, bias, requant = _load_operands(args, check_conv_shapes, device)
     _check_conv_geometry(x, weight, args.stride, args.padding)
     y, stats = layers.conv2d(x, weight, bias, stride=args.stride, padding=args.padding,
@@ -176,6 +200,7 @@ def run_linear(args, *, layers=None):
     """Run ``systolic linear``; ``layers`` as in :func:`run_conv2d` (its ``linear``)."""
     layers = layer_api if layers is None else layers
     device = device_from_args(args)
+    _warn_self_check(args, device)
     x, weight, bias, requant = _load_operands(args, check_linear_shapes, device)
     y, stats = layers.linear(x, weight, bias, requant=requant, device=device)
     expected = linear_reference(x, weight, bias, requant=requant) if args.check else None

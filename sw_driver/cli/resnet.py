@@ -39,7 +39,9 @@ def add_arguments(parser):
     source.add_argument("--topology", metavar="FILE.csv",
                         help="run the layers of a SCALE-Sim topology instead of --model")
     source.add_argument("--onnx", metavar="MODEL.onnx",
-                        help="run a quantized ONNX model (QLinearConv, ...) instead of --model")
+                        help="run a quantized ONNX model (QDQ or QOperator) on random "
+                             "integer inputs instead of --model; `systolic run` takes a "
+                             "real input and writes the output")
     source.add_argument("--layers", dest="selection", default="all", metavar="SELECTION",
                         help="e.g. conv2_1..conv3_4, conv1,fc or conv4_2.b (default all)")
     source.add_argument("--image-size", type=int_at_least(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
@@ -192,6 +194,10 @@ def run(args, *, layers=None):
         :func:`~sw_driver.network.run_network` (``None``: the real layer API).
     """
     explicit = _resolve_widths(args)
+    if args.onnx and "--act-bits" not in explicit:
+        # The device's activation inputs of an imported model are x - zero_point (9 bits
+        # for asymmetric int8); the model's own activations stay 8-bit.
+        args.act_bits = load_graph(args).device_input_bits
     device = device_from_args(args)
     report = Path(args.report)
     _check_report_folder(report)

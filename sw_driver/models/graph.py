@@ -66,20 +66,31 @@ class Linear:
         return x_shape[0] * self.weight.shape[0] * self.weight.shape[1]
 
 
+def _per_axis(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
 @dataclass(eq=False)
 class MaxPool:
-    """Max pooling; padding cells never win."""
+    """Max pooling; padding cells never win.
+
+    ``kernel`` and ``stride`` are one integer or ``(height, width)``; ``padding`` is one
+    integer or ``(top, left, bottom, right)`` (asymmetric pads, and ONNX's ``ceil_mode``
+    as extra bottom/right padding). :func:`sw_driver.reference.max_pool2d` takes both forms.
+    """
     name: str
     inputs: tuple
-    kernel: int
-    stride: int
-    padding: int = 0
+    kernel: int | tuple
+    stride: int | tuple
+    padding: int | tuple = 0
     kind: ClassVar[str] = "maxpool"
 
     def output_shape(self, x_shape):
         n, c, h, w = x_shape
-        return (n, c, conv_output_size(h, self.kernel, self.stride, self.padding),
-                conv_output_size(w, self.kernel, self.stride, self.padding))
+        (kh, kw), (sh, sw) = _per_axis(self.kernel), _per_axis(self.stride)
+        pads = self.padding if isinstance(self.padding, (tuple, list)) else (self.padding,) * 4
+        top, left, bottom, right = pads
+        return (n, c, (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1)
 
     def macs(self, x_shape):
         return 0
@@ -125,6 +136,10 @@ class Add:
 class Graph:
     """A quantized network: ``inputs`` maps input names to per-sample shapes (C, H, W).
 
+    ``act_bits`` is the width of the activations between nodes; ``device_act_bits`` (when
+    not ``None``) the width the device layers' inputs need once the input zero point is
+    subtracted (9 for int8 activations with a non-zero zero point).
+
     ``blocks`` maps a block name (e.g. ``"conv2_1"``) to the names of its nodes, so that a
     selection may name whole blocks.
     """
@@ -134,6 +149,13 @@ class Graph:
     blocks: dict = field(default_factory=dict)
     weight_bits: int = 8
     act_bits: int = 8
+    device_act_bits: int | None = None
+
+    @property
+    def device_input_bits(self):
+        """Signed width the device's activation inputs need: ``device_act_bits`` when set
+        (e.g. an imported model whose zero points widen ``x - zero_point``), else ``act_bits``."""
+        return self.act_bits if self.device_act_bits is None else self.device_act_bits
 
     def __post_init__(self):
         self._index = {}
