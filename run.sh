@@ -3,6 +3,7 @@
 #   ./run.sh demo   set up, then run a ResNet-50 block through the simulated accelerator
 #   ./run.sh test   set up, then run the default test suite
 #   ./run.sh slow   set up, then run the long tests (full-size layers, place and route)
+#   ./run.sh formal set up, then run the deep SymbiYosys proofs (docs/verification.md)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -29,8 +30,12 @@ case "$command" in
         setup test,pnr
         OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pytest -n 2 -m slow "$@"
         ;;
+    formal)
+        setup test
+        OPENBLAS_NUM_THREADS=1 .venv/bin/python -m pytest -m formal tests/formal "$@"
+        ;;
     *)
-        echo "usage: ./run.sh demo|test|slow [extra arguments]" >&2
+        echo "usage: ./run.sh demo|test|slow|formal [extra arguments]" >&2
         exit 2
         ;;
 esac

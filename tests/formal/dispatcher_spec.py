@@ -1,0 +1,136 @@
+"""The dispatcher's error detection against an independent spec of malformed instructions.
+
+The spec is written from the tables of ``docs/isa.md`` (and, for the newer RESIDUAL
+opcode and BAD_STORE, the comments of ``ErrorCode`` / ``flags_layout`` in ``isa.py``):
+raw bit positions (not ``isa.instruction_layout``) and one rule per row of the error
+table, each giving the code it allows. :class:`DispatcherHarness` runs the dispatcher on one arbitrary (``AnyConst``)
+instruction word and an arbitrary ``cmd_count`` and asserts
+
+- ``cmd_count`` beyond the command memory stops with COMMAND_RANGE;
+- the instruction is flagged iff some rule says it is malformed, and then with a code
+  of one of the rules it breaks;
+- a well-formed instruction is offered to the queue of the unit the table names.
+"""
+
+from amaranth.hdl import Assert, Elaboratable, Signal
+
+from sim.formal import AnyConst, Initial, harness_module
+from systolic.accelerator.dispatcher import Dispatcher
+
+__all__ = ["malformed_rules", "DispatcherHarness"]
+
+# docs/isa.md, "Instruction format": (lsb, width) of each field.
+BITS = {"opcode": (0, 4), "wait_prev": (4, 1), "wait_next": (5, 1), "signal_prev": (6, 1),
+        "signal_next": (7, 1), "flags": (8, 3), "rows": (11, 16), "sram_addr": (27, 16),
+        "sram_addr2": (43, 16), "dram_addr": (59, 32), "dram_stride": (91, 32)}
+LOAD, PRELOAD, COMPUTE, STORE, CONFIG, DONE, WINDOW, RESIDUAL = 1, 2, 3, 4, 5, 6, 7, 8
+OPCODES = (LOAD, PRELOAD, COMPUTE, STORE, CONFIG, DONE, WINDOW, RESIDUAL)
+# docs/isa.md, "Errors in hardware".
+BAD_OPCODE, BAD_DEPENDENCY, BAD_BUFFER, SRAM_RANGE, ZERO_ROWS, COMMAND_RANGE, BAD_WINDOW = \
+    1, 2, 3, 4, 6, 8, 9
+BAD_STORE = 10       # a STORE with residual (flag bit 1) but without requantize (flag bit 0)
+# The wait / signal flags each opcode may use (the "—" cells of the table are forbidden).
+ALLOWED_DEPENDENCIES = {
+    LOAD: {"wait_next", "signal_next"},
+    PRELOAD: {"wait_prev", "wait_next", "signal_prev", "signal_next"},
+    COMPUTE: {"wait_prev", "wait_next", "signal_prev", "signal_next"},
+    STORE: {"wait_prev", "signal_prev"},
+    CONFIG: set(), DONE: set(), WINDOW: set(), RESIDUAL: set(),
+}
+# docs/isa.md: the queue that receives each opcode.
+UNIT_OF = {LOAD: "load", PRELOAD: "execute", COMPUTE: "execute", WINDOW: "execute",
+           STORE: "store", CONFIG: "store", RESIDUAL: "store"}
+
+
+def field(word, name):
+    lsb, width = BITS[name]
+    return word[lsb:lsb + width]
+
+
+def malformed_rules(word, config):
+    """``[(condition, code)]``: each condition is one documented way ``word`` is malformed."""
+    op = field(word, "opcode")
+    rows, addr, addr2 = field(word, "rows"), field(word, "sram_addr"), field(word, "sram_addr2")
+    flags = field(word, "flags")
+    geometry = field(word, "dram_addr").as_unsigned()
+    stride = field(word, "dram_stride")[0:16]
+    buffer_rows = {0: config.input_buffer_rows, 1: config.weight_buffer_rows,
+                   2: config.param_rows}
+    rules = [(~op.matches(*OPCODES), BAD_OPCODE)]
+    for opcode, allowed in ALLOWED_DEPENDENCIES.items():
+        for name in {"wait_prev", "wait_next", "signal_prev", "signal_next"} - allowed:
+            rules.append(((op == opcode) & field(word, name), BAD_DEPENDENCY))
+    rules += [
+        ((op == LOAD) & (flags[0:2] == 3), BAD_BUFFER),
+        ((op == STORE) & flags[1] & ~flags[0], BAD_STORE),
+        (op.matches(LOAD, COMPUTE, STORE) & (rows == 0), ZERO_ROWS),
+        ((op == PRELOAD) & (addr + config.rows > config.weight_buffer_rows), SRAM_RANGE),
+        ((op == COMPUTE) & ~flags[2] & (addr + rows > config.input_buffer_rows), SRAM_RANGE),
+        ((op == COMPUTE) & (addr2 + rows > config.accumulator_rows), SRAM_RANGE),
+        ((op == STORE) & (addr + rows > config.accumulator_rows), SRAM_RANGE),
+        ((op == STORE) & (addr2 >= config.param_rows), SRAM_RANGE),
+        ((op == WINDOW) & ((rows == 0) | (geometry[0:16] == 0) | (geometry[16:32] == 0)
+                           | (stride == 0)), BAD_WINDOW),
+    ]
+    for buffer, depth in buffer_rows.items():
+        rules.append(((op == LOAD) & (flags[0:2] == buffer) & (addr + rows > depth), SRAM_RANGE))
+    return rules
+
+
+class DispatcherHarness(Elaboratable):
+    """Run one arbitrary instruction (see the module docstring). ``unit`` may be a mutant."""
+
+    def __init__(self, config, *, unit=None):
+        self.config = config
+        self.unit = unit or Dispatcher(config)
+
+    def elaborate(self, platform):
+        m = harness_module()
+        config = self.config
+        m.submodules.dispatcher = dispatcher = self.unit
+        word = AnyConst(128)
+        count = AnyConst(16)
+        m.d.comb += [dispatcher.start.eq(Initial()), dispatcher.count.eq(count),
+                     dispatcher.command_read.data.as_value().eq(word),
+                     dispatcher.units_idle.eq(1), dispatcher.unit_error.eq(0),
+                     dispatcher.progress.eq(1)]
+        for queue in (dispatcher.load, dispatcher.execute, dispatcher.store):
+            m.d.comb += queue.ready.eq(1)
+        step = Signal(3)
+        with m.If(step != 7):
+            m.d.sync += step.eq(step + 1)
+
+        rules = malformed_rules(word, config)
+        malformed = Signal()
+        allowed = Signal()
+        code = dispatcher.error_code
+        for condition, rule_code in rules:
+            with m.If(condition):
+                m.d.comb += malformed.eq(1)
+                with m.If(code == rule_code):
+                    m.d.comb += allowed.eq(1)
+
+        with m.If(count > config.command_depth):
+            with m.If(step == 1):
+                m.d.comb += Assert(dispatcher.error & (code == COMMAND_RANGE),
+                                   "cmd_count beyond the command memory not flagged")
+        with m.Elif(count != 0):
+            with m.If(step == 1):
+                op = field(word, "opcode")
+                for opcode, unit in UNIT_OF.items():
+                    queue = getattr(dispatcher, unit)
+                    with m.If(~malformed & (op == opcode)):
+                        m.d.comb += Assert(queue.valid, f"opcode {opcode} not offered to {unit}")
+                for unit in ("load", "execute", "store"):
+                    queue = getattr(dispatcher, unit)
+                    with m.If(queue.valid):
+                        m.d.comb += Assert(~malformed, f"a malformed instruction reached {unit}")
+            with m.If(step == 2):
+                m.d.comb += [
+                    Assert(dispatcher.error == malformed,
+                           "error flag differs from the spec of malformed instructions"),
+                    Assert(dispatcher.done | ~malformed, "a malformed instruction did not stop"),
+                ]
+                with m.If(malformed):
+                    m.d.comb += Assert(allowed, "error code is not that of a broken rule")
+        return m
