@@ -53,12 +53,20 @@ def emit_schedule(program, plan, lowering, requantize, residual=False):
     config = program.config
     slots, steps = plan.weight_slots, plan.steps
     resident = plan.weights_resident
+    # With resident weights the next block's inputs are prefetched, spread over this
+    # block's steps: loads early in program order reach the load unit while this block
+    # computes (the dispatcher hands instructions out in order), and spread thinly they
+    # never fill the load queue and hold back the computes behind them.
+    prefetch = resident and plan.blocks > 1
     pairs = plan.blocks * plan.n_tiles
+    per_block = plan.n_tiles * plan.k_tiles
     step = pair = 0
     for block in range(plan.blocks):
         # Inputs of block + 2 reuse this block's input region: with resident weights no
         # weight-ring token orders them, so the block's last compute frees the region.
         frees_region = resident and block + 2 < plan.blocks
+        ahead = _prefetch_slots(lowering, plan, block + 1, per_block) \
+            if prefetch and 1 <= block < plan.blocks - 1 else {}
         for n_tile in range(plan.n_tiles):
             acc_slot = (pair % 2) * plan.block_rows
             final_pair = pair == pairs - 1
@@ -66,6 +74,7 @@ def emit_schedule(program, plan, lowering, requantize, residual=False):
                 tile = n_tile * plan.k_tiles + k_tile
                 weight_row = (tile if resident else step % slots) * config.rows
                 lead = step < plan.k_tiles
+                prefetched = prefetch and block >= 1 and n_tile == 0
                 if n_tile != 0:
                     paired, groups = [], []
                 elif lead:
@@ -74,19 +83,24 @@ def emit_schedule(program, plan, lowering, requantize, residual=False):
                 else:
                     paired = []
                     groups = [loads for loads in [lowering.block_loads(block, k_tile)] if loads]
+                waits_for_inputs = bool(groups)
+                if prefetched:
+                    groups = []             # loaded during the block before
                 load_weights = not resident or block == 0
                 if load_weights:
                     program.load(Buffer.WEIGHT, sram_addr=weight_row, rows=config.rows,
                                  dram_addr=lowering.weight_addr(n_tile, k_tile),
-                                 wait=step >= slots, signal=not groups)
+                                 wait=step >= slots, signal=not waits_for_inputs)
                 for index, loads in enumerate(groups):
-                    for position, (sram_addr, rows, dram_addr, stride) in enumerate(loads):
-                        program.load(Buffer.INPUT, sram_addr=sram_addr, rows=rows,
-                                     dram_addr=dram_addr, stride=stride,
-                                     wait=(resident and block >= 2 and k_tile == 0
-                                           and index == position == 0),
-                                     signal=position == len(loads) - 1)
-                program.preload(weight_row, wait_load=load_weights or bool(groups),
+                    _emit_loads(program, loads, wait=(resident and not prefetch and block >= 2
+                                                      and k_tile == 0 and index == 0))
+                for position, loads in ahead.get(n_tile * plan.k_tiles + k_tile, ()):
+                    _emit_loads(program, loads, wait=position == 0 and block + 1 >= 2)
+                if prefetch and block == 0 and step == per_block - 1:
+                    # Block 1's inputs follow block 0's last weight load (its region is free).
+                    for loads in _block_groups(lowering, plan, 1):
+                        _emit_loads(program, loads, wait=False)
+                program.preload(weight_row, wait_load=load_weights or waits_for_inputs,
                                 signal_load=not resident and step + slots < steps)
                 piecewise = len(groups) > 1
                 if piecewise:
@@ -111,3 +125,27 @@ def emit_schedule(program, plan, lowering, requantize, residual=False):
                 lowering.store(program, block, n_tile, piece, acc_slot, requantize=requantize,
                                wait=True, signal=pair + 2 < pairs, **store_flags)
             pair += 1
+
+
+def _emit_loads(program, loads, *, wait):
+    """One group's LOADs: the first may wait for its region, the last signals the group."""
+    for position, (sram_addr, rows, dram_addr, stride) in enumerate(loads):
+        program.load(Buffer.INPUT, sram_addr=sram_addr, rows=rows, dram_addr=dram_addr,
+                     stride=stride, wait=wait and position == 0,
+                     signal=position == len(loads) - 1)
+
+
+def _block_groups(lowering, plan, block):
+    """The load groups of ``block``'s first N tile, in K-tile order (one per waiting step)."""
+    return [loads for loads in (lowering.block_loads(block, k_tile)
+                                for k_tile in range(plan.k_tiles)) if loads]
+
+
+def _prefetch_slots(lowering, plan, block, per_block):
+    """``block``'s load groups spread evenly over the ``per_block`` steps before it:
+    ``{step within the block: [(position, loads), ...]}``."""
+    groups = _block_groups(lowering, plan, block)
+    slots = {}
+    for position, loads in enumerate(groups):
+        slots.setdefault(position * per_block // len(groups), []).append((position, loads))
+    return slots
