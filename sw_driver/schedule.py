@@ -65,8 +65,17 @@ def emit_schedule(program, plan, lowering, requantize, residual=False):
         # Inputs of block + 2 reuse this block's input region: with resident weights no
         # weight-ring token orders them, so the block's last compute frees the region.
         frees_region = resident and block + 2 < plan.blocks
-        ahead = _prefetch_slots(lowering, plan, block + 1, per_block) \
-            if prefetch and 1 <= block < plan.blocks - 1 else {}
+        # Block 0 loads its later N tiles' weights in one batch after its first N tile, so
+        # block 1's inputs can be spread over the steps after it (their tokens stay after
+        # every weight token, as the waits expect); later blocks spread over all steps.
+        batch_weights = prefetch and block == 0 and plan.n_tiles > 1
+        if prefetch and block == 0:
+            ahead = _prefetch_slots(lowering, plan, 1, per_block - plan.k_tiles,
+                                    first_step=plan.k_tiles) if batch_weights else {}
+        elif prefetch and block < plan.blocks - 1:
+            ahead = _prefetch_slots(lowering, plan, block + 1, per_block)
+        else:
+            ahead = {}
         for n_tile in range(plan.n_tiles):
             acc_slot = (pair % 2) * plan.block_rows
             final_pair = pair == pairs - 1
@@ -87,7 +96,10 @@ def emit_schedule(program, plan, lowering, requantize, residual=False):
                 if prefetched:
                     groups = []             # loaded during the block before
                 load_weights = not resident or block == 0
-                if load_weights:
+                batched = batch_weights and n_tile >= 1
+                if batched and n_tile == 1 and k_tile == 0:
+                    _emit_weight_batch(program, plan, lowering)
+                if load_weights and not batched:
                     program.load(Buffer.WEIGHT, sram_addr=weight_row, rows=config.rows,
                                  dram_addr=lowering.weight_addr(n_tile, k_tile),
                                  wait=step >= slots, signal=not waits_for_inputs)
@@ -96,11 +108,12 @@ def emit_schedule(program, plan, lowering, requantize, residual=False):
                                                       and k_tile == 0 and index == 0))
                 for position, loads in ahead.get(n_tile * plan.k_tiles + k_tile, ()):
                     _emit_loads(program, loads, wait=position == 0 and block + 1 >= 2)
-                if prefetch and block == 0 and step == per_block - 1:
+                if prefetch and block == 0 and not batch_weights and step == per_block - 1:
                     # Block 1's inputs follow block 0's last weight load (its region is free).
                     for loads in _block_groups(lowering, plan, 1):
                         _emit_loads(program, loads, wait=False)
-                program.preload(weight_row, wait_load=load_weights or waits_for_inputs,
+                waits_for_weights = load_weights and (not batched or (n_tile == 1 and k_tile == 0))
+                program.preload(weight_row, wait_load=waits_for_weights or waits_for_inputs,
                                 signal_load=not resident and step + slots < steps)
                 piecewise = len(groups) > 1
                 if piecewise:
@@ -141,11 +154,23 @@ def _block_groups(lowering, plan, block):
                                 for k_tile in range(plan.k_tiles)) if loads]
 
 
-def _prefetch_slots(lowering, plan, block, per_block):
-    """``block``'s load groups spread evenly over the ``per_block`` steps before it:
-    ``{step within the block: [(position, loads), ...]}``."""
+def _prefetch_slots(lowering, plan, block, steps, first_step=0):
+    """``block``'s load groups spread evenly over ``steps`` steps of the block before it,
+    from its step ``first_step`` on: ``{step within the block: [(position, loads), ...]}``."""
     groups = _block_groups(lowering, plan, block)
     slots = {}
     for position, loads in enumerate(groups):
-        slots.setdefault(position * per_block // len(groups), []).append((position, loads))
+        slots.setdefault(first_step + position * steps // len(groups), []).append(
+            (position, loads))
     return slots
+
+
+def _emit_weight_batch(program, plan, lowering):
+    """Every weight tile of N tiles 1.. (resident), one token for all, after the last."""
+    config = program.config
+    tiles = [(n_tile, k_tile) for n_tile in range(1, plan.n_tiles)
+             for k_tile in range(plan.k_tiles)]
+    for index, (n_tile, k_tile) in enumerate(tiles):
+        program.load(Buffer.WEIGHT, sram_addr=(n_tile * plan.k_tiles + k_tile) * config.rows,
+                     rows=config.rows, dram_addr=lowering.weight_addr(n_tile, k_tile),
+                     signal=index == len(tiles) - 1)
