@@ -20,15 +20,12 @@ by the response FIFO (one more cycle of read latency) and by at most
 ``RESPONSE_FIFO_DEPTH`` reads in flight, so its cycle counts are not HarnessTop's.
 """
 
-from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import data, fifo, wiring
-from amaranth.lib.memory import Memory
+from amaranth.hdl import Mux, Signal
+from amaranth.lib import data, fifo
 
-from systolic.accelerator.config import AcceleratorConfig
-from systolic.accelerator.top import Accelerator
 from systolic.params import check_int
 
-from .harness_top import harness_ports
+from .harness_top import HarnessTop
 
 __all__ = ["FaultyHarnessTop", "RESPONSE_FIFO_DEPTH"]
 
@@ -42,8 +39,9 @@ def _fraction_threshold(name, value):
     return int(round(value * 256))
 
 
-class FaultyHarnessTop(wiring.Component):
-    """:class:`~systolic.accelerator.top.Accelerator` plus a faulty main-memory model.
+class FaultyHarnessTop(HarnessTop):
+    """:class:`~sim.harness_top.HarnessTop` with a faulty main-memory model (its channels
+    replaced; the host port and the rest are HarnessTop's).
 
     Parameters
     ----------
@@ -60,7 +58,6 @@ class FaultyHarnessTop(wiring.Component):
 
     def __init__(self, config=None, *, request_stall=0.0, response_delay=0.0, write_stall=0.0,
                  write_burst=4, stuck_after=None, seed=0xACE1):
-        self.config = config = config or AcceleratorConfig()
         self.request_threshold = _fraction_threshold("request_stall", request_stall)
         self.delay_threshold = _fraction_threshold("response_delay", response_delay)
         self.write_threshold = _fraction_threshold("write_stall", write_stall)
@@ -68,37 +65,12 @@ class FaultyHarnessTop(wiring.Component):
         self.stuck_after = (None if stuck_after is None
                             else check_int("stuck_after", stuck_after, minimum=0))
         self.seed = check_int("seed", seed, minimum=1, maximum=0xFFFF)
-        self.word_bits = config.word_bits
-        self.memory_words = config.memory_words
-        self.command_depth = config.command_depth
-        self.accelerator = Accelerator(config)
-        self.counter_names = self.accelerator.counter_names
-        self.main_memory = Memory(shape=config.word_bits, depth=config.memory_words, init=[])
-        super().__init__(harness_ports(config.word_bits))
+        super().__init__(config)
 
-    @property
-    def command_memory(self):
-        return self.accelerator.command_memory
-
-    def elaborate(self, platform):
-        m = Module()
-        accelerator = self.accelerator
-        m.submodules.accelerator = accelerator
-        m.submodules.main_memory = memory = self.main_memory
-        m.d.comb += [
-            accelerator.cmd_addr.eq(self.cmd_addr), accelerator.cmd_wdata.eq(self.cmd_wdata),
-            accelerator.cmd_we.eq(self.cmd_we), accelerator.start.eq(self.start),
-            accelerator.cmd_count.eq(self.cmd_count), accelerator.counter_sel.eq(self.counter_sel),
-            self.done.eq(accelerator.done), self.error.eq(accelerator.error),
-            self.error_code.eq(accelerator.error_code),
-            self.counter_value.eq(accelerator.counter_value),
-        ]
+    def _memory_channels(self, m, memory):
         random = self._lfsr(m)
         self._reads(m, memory, random)
         self._writes(m, memory, random)
-        host_read = memory.read_port()
-        m.d.comb += [host_read.addr.eq(self.host_addr), self.host_rdata.eq(host_read.data)]
-        return m
 
     def _lfsr(self, m):
         """A 16-bit Galois LFSR (taps 0xB400) stepped every cycle; returns its state."""

@@ -57,7 +57,6 @@ class HarnessTop(wiring.Component):
         accelerator = self.accelerator
         m.submodules.accelerator = accelerator
         m.submodules.main_memory = memory = self.main_memory
-
         m.d.comb += [
             accelerator.cmd_addr.eq(self.cmd_addr), accelerator.cmd_wdata.eq(self.cmd_wdata),
             accelerator.cmd_we.eq(self.cmd_we), accelerator.start.eq(self.start),
@@ -66,6 +65,14 @@ class HarnessTop(wiring.Component):
             self.error_code.eq(accelerator.error_code),
             self.counter_value.eq(accelerator.counter_value),
         ]
+        self._memory_channels(m, memory)
+        host_read = memory.read_port()
+        m.d.comb += [host_read.addr.eq(self.host_addr), self.host_rdata.eq(host_read.data)]
+        return m
+
+    def _memory_channels(self, m, memory):
+        """The accelerator's read and write channels on ``memory`` (a subclass may add faults)."""
+        accelerator = self.accelerator
         # Accelerator reads: a synchronous read, then latency - 1 pipeline stages.
         request = accelerator.memory_read.request
         read = memory.read_port()
@@ -92,6 +99,3 @@ class HarnessTop(wiring.Component):
             write_port.data.eq(Mux(self.host_we, self.host_wdata, write.payload.data)),
             write_port.en.eq(self.host_we | write.valid),
         ]
-        host_read = memory.read_port()
-        m.d.comb += [host_read.addr.eq(self.host_addr), self.host_rdata.eq(host_read.data)]
-        return m
