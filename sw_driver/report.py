@@ -105,14 +105,22 @@ def _cell(value, form):
     return "-" if value is None else format(value, form)
 
 
-def format_table(records, rows, cols):
-    """A plain aligned text table of the run with a totals line."""
-    header = ["layer", "kind", "output", "MMAC", "cycles", "util", "bytes", "check"]
+def format_table(records, rows, cols, bus_bytes=None):
+    """A plain aligned text table of the run with a totals line.
+
+    ``where`` says whether a layer ran on the device or the host, ``lowering`` how a
+    convolution reached the array; with ``bus_bytes`` the ``xroof`` column gives
+    cycles / roofline cycles.
+    """
+    header = ["layer", "kind", "where", "lowering", "output", "MMAC", "cycles", "util", "xroof",
+              "bytes", "check"]
     lines = []
-    for row in layer_rows(records, rows, cols):
-        lines.append([row["layer"], row["kind"], row["output_shape"],
+    for row in layer_rows(records, rows, cols, bus_bytes):
+        lines.append([row["layer"], row["kind"], row["where"], row["lowering"] or "-",
+                      row["output_shape"],
                       _cell(row["macs"] / 1e6 if row["macs"] else None, ".2f"),
                       _cell(row["cycles"], ","), _cell(row["utilization"], ".1%"),
+                      _cell(row["cycles_over_roofline"], ".2f"),
                       _cell(row["bytes_moved"] or row["min_bytes"], ","), row["check"]])
     macs = sum(record.macs for record in records)
     measured = [record for record in records if record.cycles]
@@ -120,11 +128,11 @@ def format_table(records, rows, cols):
     measured_macs = sum(record.macs for record in measured)
     utilization = measured_macs / (cycles * rows * cols) if cycles else None
     failed = sum(record.check == "fail" for record in records)
-    lines.append(["total", "", f"{len(records)} layers", f"{macs / 1e6:.2f}",
-                  _cell(cycles, ","), _cell(utilization, ".1%"), "",
+    lines.append(["total", "", "", "", f"{len(records)} layers", f"{macs / 1e6:.2f}",
+                  _cell(cycles, ","), _cell(utilization, ".1%"), "", "",
                   f"{failed} failed" if failed else "ok"])
     widths = [max(len(str(line[i])) for line in [header] + lines) for i in range(len(header))]
-    numeric = {3, 4, 5, 6}
+    numeric = {5, 6, 7, 8, 9}
 
     def render(line):
         return "  ".join(str(cell).rjust(width) if i in numeric else str(cell).ljust(width)
@@ -234,4 +242,4 @@ def write_report(folder, records, *, rows, cols, bus_bytes, summary=None):
         "rows": rows, "cols": cols, "bus_bytes": bus_bytes,
     }
     (folder / "summary.json").write_text(json.dumps({**(summary or {}), **totals}, indent=1))
-    return format_table(records, rows, cols)
+    return format_table(records, rows, cols, bus_bytes)

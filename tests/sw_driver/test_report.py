@@ -59,12 +59,14 @@ def test_rows_use_minimum_traffic_when_the_device_reports_none():
 def test_table_is_aligned_and_totals_the_run():
     text = format_table(RECORDS, 4, 4)
     lines = text.splitlines()
-    assert lines[0].split() == ["layer", "kind", "output", "MMAC", "cycles", "util", "bytes", "check"]
+    assert lines[0].split() == ["layer", "kind", "where", "lowering", "output", "MMAC", "cycles",
+                                "util", "xroof", "bytes", "check"]
     assert set(lines[1]) == {"-", " "}
     conv2 = next(line for line in lines if line.startswith("conv2"))
     # Numbers are right-aligned under their headers.
     assert conv2.index("1,024") + len("1,024") == lines[0].index("cycles") + len("cycles")
-    assert conv2.split() == ["conv2", "conv", "1x16x4x4", "0.01", "1,024", "50.0%", "1,024", "fail"]
+    assert conv2.split() == ["conv2", "conv", "device", "-", "1x16x4x4", "0.01", "1,024", "50.0%",
+                             "-", "1,024", "fail"]
     total = lines[-1].split()
     # 4096 + 8192 MACs in 1124 cycles on 16 PEs.
     assert total[:6] == ["total", "3", "layers", "0.01", "1,124", f"{12288 / (1124 * 16):.1%}"]
