@@ -209,12 +209,13 @@ def reference_outputs(graph, inputs, names=None):
     return {name: values[name] for name in wanted}
 
 
-def _device_call(node, inputs, device, layers):
+def _device_call(node, inputs, device, layers, residual=None):
     """Run a conv or fc node through the layer API ``layers``; returns ``(y, LayerStats)``."""
     x = _shifted(node, inputs[0])
     if node.kind == "conv":
+        extra = {} if residual is None else {"residual": residual}
         return layers.conv2d(x, node.weight, node.bias, stride=node.stride,
-                             padding=node.padding, requant=node.requant, device=device)
+                             padding=node.padding, requant=node.requant, device=device, **extra)
     return layers.linear(x, node.weight, node.bias, requant=node.requant, device=device)
 
 
@@ -251,9 +252,10 @@ def _compare(record, output, expected):
     record.check = "fail" if record.mismatches else "pass"
 
 
-def run_layer(node, inputs, device, *, check=True, weight_bits=8, act_bits=8, layers=api):
+def run_layer(node, inputs, device, *, check=True, weight_bits=8, act_bits=8, layers=api,
+              residual=None):
     """Run one node (conv/fc on ``device`` through ``layers``, others on the host);
-    return ``(output, LayerResult)``."""
+    return ``(output, LayerResult)``. ``residual`` (conv only) is passed to the layer API."""
     input_shapes = [np.shape(x) for x in inputs]
     output_shape = node.output_shape(*input_shapes)
     min_read, min_write = _min_traffic(node, input_shapes, output_shape, weight_bits, act_bits)
@@ -264,7 +266,7 @@ def run_layer(node, inputs, device, *, check=True, weight_bits=8, act_bits=8, la
         gemm_shape=_gemm_shape(node, output_shape))
     start = time.perf_counter()
     if node.kind in ("conv", "linear"):
-        output, stats = _device_call(node, inputs, device, layers)
+        output, stats = _device_call(node, inputs, device, layers, residual)
         record.where, record.backend = "device", stats.backend
         record.cycles, record.bytes_moved = stats.cycles, stats.bytes_moved
         record.utilization, record.stalls = stats.utilization, dict(stats.stalls or {})
@@ -275,6 +277,57 @@ def run_layer(node, inputs, device, *, check=True, weight_bits=8, act_bits=8, la
         output = reference_output(node, inputs)
     record.seconds = time.perf_counter() - start
     return np.asarray(output, np.int64), record
+
+
+def _fused_add(order, position, last_reader, chosen):
+    """The add that the conv at ``position`` can run fused with, else ``None``.
+
+    The add must come right after the conv in the run, read the conv's output and be its
+    only reader, and both must be selected (or both not): the device then writes the sum
+    instead of the conv's output, which nothing else needs.
+    """
+    node = order[position]
+    if node.kind != "conv" or node.requant is None or position + 1 >= len(order):
+        return None
+    add = order[position + 1]
+    if (add.kind != "add" or node.name not in add.inputs or len(set(add.inputs)) != 2
+            or last_reader.get(node.name) != position + 1
+            or (node.name in chosen) != (add.name in chosen)):
+        return None
+    return add
+
+
+def _oriented(add, conv_name):
+    """The add's parameters with the conv's output as input ``a`` (the skip as ``b``)."""
+    params = add.params
+    if add.inputs[0] == conv_name:
+        return params
+    return dataclasses.replace(
+        params, a_zero_point=params.b_zero_point, a_multiplier=params.b_multiplier,
+        a_shift=params.b_shift, b_zero_point=params.a_zero_point,
+        b_multiplier=params.a_multiplier, b_shift=params.a_shift)
+
+
+def run_fused(node, add, inputs, skip, device, *, check=True, weight_bits=8, act_bits=8,
+              layers=api):
+    """Run conv ``node`` with the residual ``add`` on its store path; return
+    ``(add output, conv LayerResult, add LayerResult)``. The add's record says where=device
+    and lowering=fused (its cycles and bytes are in the conv's)."""
+    conv_output = np.asarray(reference_output(node, inputs), np.int64)
+    add_inputs = [conv_output if name == node.name else skip for name in add.inputs]
+    output, conv_record = run_layer(node, inputs, device, check=False, weight_bits=weight_bits,
+                                    act_bits=act_bits, layers=layers,
+                                    residual=(skip, _oriented(add, node.name)))
+    _, add_record = run_layer(add, add_inputs, device, check=False, weight_bits=weight_bits,
+                              act_bits=act_bits)
+    add_record.where, add_record.lowering, add_record.backend = "device", "fused", \
+        conv_record.backend
+    add_record.bytes_moved = None
+    if check:
+        expected = reference_output(add, add_inputs)
+        _compare(conv_record, output, expected)
+        _compare(add_record, output, expected)
+    return output, conv_record, add_record
 
 
 def _execution_plan(graph, selected):
@@ -289,7 +342,7 @@ def _execution_plan(graph, selected):
 
 
 def run_network(graph, device, *, select=None, batch=1, inputs=None, seed=0, check=True,
-                cache_dir=None, resume=False, progress=True, layers=None):
+                cache_dir=None, resume=False, progress=True, layers=None, fuse=False):
     """Run the selected layers of ``graph`` (all by default) and check them.
 
     Parameters
@@ -312,6 +365,10 @@ def run_network(graph, device, *, select=None, batch=1, inputs=None, seed=0, che
     layers : object, optional
         The layer API: anything with ``conv2d`` and ``linear`` like :mod:`sw_driver.api`
         (the default), e.g. a test double.
+    fuse : bool
+        Run a residual add that directly follows the conv producing one of its inputs on
+        that conv's store path (:func:`run_fused`). Fused pairs are not cached: ``resume``
+        runs them again.
 
     Returns
     -------
@@ -325,11 +382,27 @@ def run_network(graph, device, *, select=None, batch=1, inputs=None, seed=0, che
                  layers if layers is not None else api)
     values, records = dict(inputs), []
     bar = tqdm(order, desc=graph.name, unit="layer", disable=not progress, leave=False)
+    fused_into = {}
     for position, node in enumerate(bar):
         bar.set_postfix_str(node.name)
-        values[node.name], record = step.run(node, [values[name] for name in node.inputs])
-        if record is not None:
-            records.append(record)
+        if node.name in fused_into:                     # ran with its conv
+            records.extend(fused_into.pop(node.name))
+        else:
+            add = _fused_add(order, position, last_reader, step.chosen) if fuse else None
+            node_inputs = [values[name] for name in node.inputs]
+            if add is not None and node.name in step.chosen:
+                skip = values[next(name for name in add.inputs if name != node.name)]
+                values[add.name], conv_record, add_record = run_fused(
+                    node, add, node_inputs, np.asarray(skip, np.int64), device,
+                    check=check, weight_bits=graph.weight_bits, act_bits=graph.act_bits,
+                    layers=step.layers)
+                values[node.name] = None
+                records.append(conv_record)
+                fused_into[add.name] = [add_record]
+            else:
+                values[node.name], record = step.run(node, node_inputs)
+                if record is not None:
+                    records.append(record)
         for name in node.inputs:
             if last_reader[name] == position:
                 values.pop(name, None)  # nobody reads this activation any more

@@ -66,6 +66,9 @@ def add_arguments(parser):
                         help="do not compare device layers with the integer reference")
     output.add_argument("--resume", action="store_true",
                         help="reuse finished layers cached in the report folder")
+    output.add_argument("--fuse-residual", action="store_true",
+                        help="run each residual add on the store path of the conv before it "
+                             "(where = device, lowering = fused)")
     output.add_argument("--export-topology", metavar="FILE.csv",
                         help="also write the selected layers as a SCALE-Sim topology")
     output.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -211,7 +214,8 @@ def run(args, *, layers=None):
         _export_topology(graph, names, args.export_topology, args.batch)
     result = run_network(graph, device, select=args.selection, batch=args.batch,
                          seed=args.seed, check=not args.no_check, cache_dir=report / "cache",
-                         resume=args.resume, progress=not args.no_progress, layers=layers)
+                         resume=args.resume, progress=not args.no_progress, layers=layers,
+                         fuse=args.fuse_residual)
     rows, cols = device.rows, device.cols
     summary = {"network": graph.name, "selection": args.selection, "backend": args.backend,
                "batch": args.batch, "weight_bits": graph.weight_bits,

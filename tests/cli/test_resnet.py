@@ -144,3 +144,14 @@ def test_a_width_that_contradicts_an_onnx_model_is_refused(tmp_path, capsys):
                  "--report", str(tmp_path / "r")], layers=FakeLayerApi()) == 2
     assert capsys.readouterr().err == (
         "systolic resnet: error: --weight-bits 4 contradicts the 8-bit weights of tiny\n")
+
+
+def test_fused_residual_adds_are_reported_on_the_device(tmp_path):
+    fake = FakeLayerApi()
+    code = main(SMALL + ["--layers", "conv3_1..conv3_2", "--fuse-residual", "--report",
+                         str(tmp_path)], layers=fake)
+    assert code == 0
+    adds = [row for row in layers_csv(tmp_path) if row["kind"] == "add"]
+    assert [(row["layer"], row["where"], row["lowering"], row["check"]) for row in adds] == [
+        ("conv3_1.add", "device", "fused", "pass"), ("conv3_2.add", "device", "fused", "pass")]
+    assert len(fake.calls) == 5

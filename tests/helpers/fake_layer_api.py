@@ -11,6 +11,7 @@ import numpy as np
 
 from sw_driver import LayerStats
 from sw_driver.lowering import conv2d_reference, linear_reference
+from sw_driver.reference import residual_add
 from sw_driver.scalesim import ws_cycles
 
 __all__ = ["FakeLayerApi", "fake_cycles", "FAKE_STALLS"]
@@ -36,9 +37,13 @@ class FakeLayerApi:
                           bytes_moved=(m * k + k * n + m * n) * 2, stalls=dict(FAKE_STALLS),
                           backend="fake")
 
-    def conv2d(self, x, weight, bias=None, *, stride=1, padding=0, requant=None, device=None):
+    def conv2d(self, x, weight, bias=None, *, stride=1, padding=0, requant=None, device=None,
+               residual=None):
         self.calls.append(("conv2d", np.shape(x), np.shape(weight)))
-        y = conv2d_reference(x, weight, bias, stride, padding, requant=requant) + self.error
+        y = conv2d_reference(x, weight, bias, stride, padding, requant=requant)
+        if residual is not None:
+            y = residual_add(y, residual[0], residual[1])
+        y = y + self.error
         o, c, kh, kw = np.shape(weight)
         n, _, oh, ow = y.shape
         return y, self._stats(n * oh * ow, c * kh * kw, o, device)

@@ -40,6 +40,25 @@ def test_whole_network_matches_the_host_reference(graph, fake):
     assert {r.check for r in run.records if r.where == "host"} == {"skipped"}
 
 
+def test_fused_residual_adds_run_on_the_conv_before_them(graph, fake):
+    inputs = synthetic_inputs(graph, batch=1, seed=2)
+    fused = run_network(graph, DEVICE, inputs=inputs, progress=False, layers=fake, fuse=True)
+    expected = reference_outputs(graph, inputs, names=["fc"])["fc"]
+    np.testing.assert_array_equal(fused.output, expected)
+    assert len(fake.calls) == 21          # the adds cost no call of their own
+    adds = [r for r in fused.records if r.kind == "add"]
+    assert len(adds) == 8 and {(r.where, r.lowering, r.check) for r in adds} == {
+        ("device", "fused", "pass")}
+    assert fused.failed == []
+
+
+def test_a_wrong_fused_result_fails_both_records(graph):
+    run = run_network(graph, DEVICE, select="conv2_1", progress=False, fuse=True,
+                      layers=FakeLayerApi(error=1))
+    by_name = {r.name: r for r in run.records}
+    assert by_name["conv2_1.add"].check == "fail" and by_name["conv2_1.b"].check == "fail"
+
+
 def test_records_carry_the_device_statistics(graph, fake):
     run = run_network(graph, DEVICE, select="conv3_1.b", batch=2, progress=False, layers=fake)
     (record,) = run.records
@@ -145,3 +164,19 @@ def test_unknown_selection_is_reported_before_running(graph, fake):
     with pytest.raises(ValueError, match="unknown layer name.*'conv6_1'"):
         run_network(graph, DEVICE, select="conv6_1", progress=False, layers=fake)
     assert fake.calls == []
+
+
+def test_fused_adds_on_the_simulated_device_match_the_reference():
+    graph = build_resnet("resnet18", image_size=32, seed=3, calibration_size=8)
+    device = Device(rows=8, cols=8, bus_bytes=8, backend="verilator")
+    run = run_network(graph, device, select="conv2_2..conv3_1", progress=False, fuse=True)
+    adds = [r for r in run.records if r.kind == "add"]
+    assert [r.name for r in adds] == ["conv2_2.add", "conv3_1.add"]
+    assert {(r.where, r.lowering) for r in adds} == {("device", "fused")}
+    assert run.failed == [] and {r.check for r in run.records if r.where == "device"} == {"pass"}
+    # The skip tensor crosses the bus once: 1x128x4x4 int8 values, 8 channels to an 8-byte word.
+    host = run_network(graph, device, select="conv2_2..conv3_1", progress=False)
+    np.testing.assert_array_equal(run.output, host.output)
+    moved = {r.name: r.bytes_moved for r in run.records}
+    unfused = {r.name: r.bytes_moved for r in host.records}
+    assert moved["conv3_1.down"] - unfused["conv3_1.down"] == 128 * 4 * 4
