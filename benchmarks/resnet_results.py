@@ -13,7 +13,8 @@ the host) and writes a report folder per run, ``docs/results/<run>/`` with ``lay
 ``--topology model`` is our ResNet-50 (torchvision v1.5 shapes, padded convolutions, the
 whole network with its real activations); ``scalesim`` is SCALE-Sim's own ResNet-50
 topology (v1 shapes, no padding), each layer on synthetic inputs. ``--lowering im2col``
-forces the host-im2col path for every convolution (the first wave's baseline).
+forces the host-im2col path for every convolution (the first wave's baseline);
+``--fuse-residual`` runs the residual adds on the store path.
 """
 
 import argparse
@@ -45,8 +46,8 @@ class ForcedLowering:
         return api.linear(*args, **kwargs)
 
 
-def run_name(topology, array, bus_bytes, lowering):
-    suffix = "" if lowering == "auto" else f"-{lowering}"
+def run_name(topology, array, bus_bytes, lowering, fuse):
+    suffix = ("" if lowering == "auto" else f"-{lowering}") + ("-fused" if fuse else "")
     return f"{topology}-{array}-bus{bus_bytes}{suffix}"
 
 
@@ -57,10 +58,11 @@ def run(args):
         resnet50_v1_topology(), name="scalesim-resnet50")
     layers = api if args.lowering == "auto" else ForcedLowering(args.lowering)
     started = time.time()
-    result = run_network(graph, device, progress=True, layers=layers)
+    result = run_network(graph, device, progress=True, layers=layers, fuse=args.fuse_residual)
     seconds = time.time() - started
-    name = run_name(args.topology, args.array, args.bus_bytes, args.lowering)
-    summary = {"network": graph.name, "lowering": args.lowering, "seconds": round(seconds, 1),
+    name = run_name(args.topology, args.array, args.bus_bytes, args.lowering, args.fuse_residual)
+    summary = {"network": graph.name, "lowering": args.lowering, "fused": args.fuse_residual,
+               "seconds": round(seconds, 1),
                "machine": f"{platform.machine()}, {platform.python_version()}"}
     write_report(OUT / name, result.records, rows=rows, cols=cols, bus_bytes=args.bus_bytes,
                  summary=summary)
@@ -75,7 +77,10 @@ def summarize(args):
     for folder in sorted(path for path in OUT.iterdir() if (path / "layers.csv").exists()):
         summary = json.loads((folder / "summary.json").read_text())
         with (folder / "layers.csv").open() as handle:
-            table = [row for row in csv.DictReader(handle) if row["where"] == "device"]
+            every = list(csv.DictReader(handle))
+        # Device layers with their own cycles (a fused add's are in its conv's row).
+        table = [row for row in every if row["where"] == "device" and row["cycles"]]
+        fused = [row for row in every if row["lowering"] == "fused"]
         rows, cols = summary["rows"], summary["cols"]
         cycles = sum(int(row["cycles"]) for row in table)
         macs = sum(int(row["macs"]) for row in table)
@@ -92,8 +97,9 @@ def summarize(args):
         print(f"- bytes moved {moved / 1e6:.2f} MB, least {least / 1e6:.2f} MB "
               f"({moved / least:.2f}x); worst conv {worst['layer']} at "
               f"{_number(worst['cycles_over_roofline']):.2f}x its roofline")
-        print(f"- checks: {sum(row['check'] == 'pass' for row in table)} pass, "
-              f"{sum(row['check'] == 'fail' for row in table)} fail; run took "
+        print(f"- checks: {sum(row['check'] == 'pass' for row in table + fused)} pass, "
+              f"{sum(row['check'] == 'fail' for row in table + fused)} fail"
+              f"{f' ({len(fused)} residual adds fused)' if fused else ''}; run took "
               f"{summary.get('seconds', '?')} s\n")
         print("| layer | lowering | M x K x N | cycles | util | bytes / least | cycles / roofline |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -114,6 +120,8 @@ def main():
     run_parser.add_argument("--topology", choices=("model", "scalesim"), default="model")
     run_parser.add_argument("--lowering", choices=("auto", "window", "im2col"), default="auto")
     run_parser.add_argument("--backend", default="verilator")
+    run_parser.add_argument("--fuse-residual", action="store_true",
+                            help="run the residual adds on the store path of their convs")
     sub.add_parser("summarize")
     args = parser.parse_args()
     (run if args.command == "run" else summarize)(args)
