@@ -247,6 +247,8 @@ class Program:
         self._check_sram("parameter buffer", param_row, 1, self.config.param_rows)
         self._check_dram(dram_addr, rows, stride, row_words)
         if residual:
+            if not self.config.residual_add:
+                raise ProgramError("this accelerator has no residual adder (residual_add=False)")
             if not requantize:
                 raise ProgramError("a residual STORE must requantize")
             if self.skip_offset is None:

@@ -24,6 +24,9 @@ def add_arguments(parser):
     parser.add_argument("--design", choices=DESIGNS, default="array",
                         help="bare systolic array (default) or the whole accelerator top "
                              "(--acc-bits and --bus-bytes apply to the top only)")
+    parser.add_argument("--no-residual-add", action="store_true",
+                        help="leave the store path's residual adder out of the top (it costs "
+                             "three 32-bit multipliers per column)")
     parser.add_argument("--target", choices=TARGETS, default="ecp5",
                         help="Yosys flow: synth_ecp5 (default), synth_ice40 or generic synth")
     parser.add_argument("--part", default=None,
@@ -120,7 +123,8 @@ def _plan(args):
 
 def run(args):
     rows, cols, part, multiplier, lut_rows = _plan(args)
-    top_fields = (dict(acc_bits=args.acc_bits, out_bits=args.act_bits, bus_bytes=args.bus_bytes)
+    top_fields = (dict(acc_bits=args.acc_bits, out_bits=args.act_bits, bus_bytes=args.bus_bytes,
+                       residual_add=not args.no_residual_add)
                   if args.design == "top" else {})
     try:
         design = build_design(args.design, rows=rows, cols=cols, weight_bits=args.weight_bits,

@@ -43,6 +43,8 @@ class AcceleratorConfig:
     program of the 16-bit ``cmd_count``). ``multiplier`` and ``lut_multiplier_rows``
     choose the PE multipliers (see :class:`~systolic.accelerator.pe.ProcessingElement`;
     ``"ecp5"`` places MULT18X18D blocks for synthesis and cannot be simulated).
+    ``residual_add`` puts the TFLite ADD on the store path (three 32-bit multipliers per
+    column); without it a residual STORE is a ``BAD_STORE`` error.
     """
     rows: int = 8
     cols: int = 8
@@ -61,6 +63,7 @@ class AcceleratorConfig:
     watchdog_cycles: int = 1 << 20
     multiplier: str = "generic"
     lut_multiplier_rows: int = 0
+    residual_add: bool = True
 
     def __post_init__(self):
         check_int("rows", self.rows, minimum=1, maximum=128)
@@ -84,6 +87,8 @@ class AcceleratorConfig:
         check_int("memory_words", self.memory_words, minimum=1, maximum=1 << 31)
         check_int("watchdog_cycles", self.watchdog_cycles, minimum=16, maximum=1 << 32)
         check_multiplier(self.multiplier)
+        if not isinstance(self.residual_add, bool):
+            raise TypeError(f"residual_add must be True or False, not {self.residual_add!r}")
         check_int("lut_multiplier_rows", self.lut_multiplier_rows, minimum=0, maximum=self.rows)
 
     @staticmethod

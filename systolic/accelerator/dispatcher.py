@@ -117,7 +117,8 @@ class Dispatcher(wiring.Component):
             with m.Case(Opcode.STORE):
                 with m.If(insn.wait_next | insn.signal_next):
                     m.d.comb += code.eq(ErrorCode.BAD_DEPENDENCY)
-                with m.Elif(insn.flags.store.residual & ~insn.flags.store.requantize):
+                with m.Elif(insn.flags.store.residual
+                            & (~insn.flags.store.requantize | (not config.residual_add))):
                     m.d.comb += code.eq(ErrorCode.BAD_STORE)
                 with m.Elif(rows == 0):
                     m.d.comb += code.eq(ErrorCode.ZERO_ROWS)

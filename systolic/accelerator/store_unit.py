@@ -117,20 +117,23 @@ class StoreUnit(wiring.Component):
                                                    depth=config.accumulator_rows)
         m.submodules.requantizer = requantizer = Requantizer(
             channels=config.cols, acc_bits=config.acc_bits, out_bits=config.out_bits)
-        m.submodules.residual_add = residual_add = ResidualAdd(
-            lanes=config.cols, in_bits=config.out_bits, out_bits=config.out_bits)
+        residual_add = None
+        if config.residual_add:
+            m.submodules.residual_add = residual_add = ResidualAdd(
+                lanes=config.cols, in_bits=config.out_bits, out_bits=config.out_bits)
         wiring.connect(m, wiring.flipped(self.accumulator_read), reader.read)
         add_params = Signal(add_params_layout())
         skip_offset = Signal(DRAM_ADDR_BITS)
-        m.d.comb += residual_add.params.eq(add_params)
+        if residual_add is not None:
+            m.d.comb += residual_add.params.eq(add_params)
 
         insn = Signal(instruction_layout)
         params = Signal(param_row_layout(config))
         zero_point, qmin, qmax = (Signal(signed(16), name=n) for n in ("zero_point", "qmin", "qmax"))
         rows_written = Signal(ROW_COUNT_BITS)
         requantize = insn.flags.store.requantize
-        residual = insn.flags.store.residual
-        skip_rows = self._fetch_skip(m, insn, skip_offset)
+        residual = insn.flags.store.residual if residual_add is not None else 0
+        skip_rows = self._fetch_skip(m, insn, skip_offset) if residual_add is not None else None
         row_stream = self._post_process(m, reader, requantizer, residual_add, skip_rows,
                                         requantize, residual, params, zero_point, qmin, qmax)
         row_done = self._serialize(m, row_stream, insn, requantize)
@@ -262,24 +265,29 @@ class StoreUnit(wiring.Component):
             quantized.multiplier.eq(params.multiplier), quantized.shift.eq(params.shift),
             quantized.zero_point.eq(zero_point), quantized.qmin.eq(qmin), quantized.qmax.eq(qmax),
         ]
-        m.d.comb += [residual_add.a.payload.eq(requantizer.o.payload),
-                     residual_add.b.payload.eq(skip_rows.payload),
-                     self.waiting_for_skip.eq(residual & requantizer.o.valid & ~skip_rows.valid)]
+        if residual_add is not None:
+            m.d.comb += [residual_add.a.payload.eq(requantizer.o.payload),
+                         residual_add.b.payload.eq(skip_rows.payload),
+                         self.waiting_for_skip.eq(residual & requantizer.o.valid
+                                                  & ~skip_rows.valid)]
         with m.If(requantize):
             m.d.comb += [requantizer.i.valid.eq(reader.rows.valid),
                          reader.rows.ready.eq(requantizer.i.ready)]
-            with m.If(residual):
-                m.d.comb += [residual_add.a.valid.eq(requantizer.o.valid),
-                             requantizer.o.ready.eq(residual_add.a.ready),
-                             residual_add.b.valid.eq(skip_rows.valid),
-                             skip_rows.ready.eq(residual_add.b.ready),
-                             rows.valid.eq(residual_add.o.valid),
-                             residual_add.o.ready.eq(rows.ready),
-                             rows.payload.eq(residual_add.o.payload.as_value())]
-            with m.Else():
-                m.d.comb += [rows.valid.eq(requantizer.o.valid),
-                             requantizer.o.ready.eq(rows.ready),
-                             rows.payload.eq(requantizer.o.payload.as_value())]
+            plain = [rows.valid.eq(requantizer.o.valid), requantizer.o.ready.eq(rows.ready),
+                     rows.payload.eq(requantizer.o.payload.as_value())]
+            if residual_add is None:
+                m.d.comb += plain
+            else:
+                with m.If(residual):
+                    m.d.comb += [residual_add.a.valid.eq(requantizer.o.valid),
+                                 requantizer.o.ready.eq(residual_add.a.ready),
+                                 residual_add.b.valid.eq(skip_rows.valid),
+                                 skip_rows.ready.eq(residual_add.b.ready),
+                                 rows.valid.eq(residual_add.o.valid),
+                                 residual_add.o.ready.eq(rows.ready),
+                                 rows.payload.eq(residual_add.o.payload.as_value())]
+                with m.Else():
+                    m.d.comb += plain
         with m.Else():
             m.d.comb += [rows.valid.eq(reader.rows.valid),
                          reader.rows.ready.eq(rows.ready),

@@ -12,7 +12,7 @@ from sw_driver.program import Program, ProgramError
 from sw_driver.quant import AddRequant, Requant, requantize
 from sw_driver.reference import residual_add
 from systolic.accelerator.isa import Buffer, ErrorCode, Opcode, encode
-from tests.helpers.top import SMALL, random_matrix, run_program
+from tests.helpers.top import SMALL, random_matrix, run_gemm_job, run_program
 
 CONFIG = SMALL.replace(input_buffer_rows=128, accumulator_rows=32)
 
@@ -129,3 +129,21 @@ def test_the_builder_refuses_residual_stores_it_cannot_run():
     program.residual(add, skip_offset=CONFIG.memory_words)
     with pytest.raises(ProgramError, match="outside the"):
         program.store(0, 1, dram_addr=0, param_row=0, requantize=True, residual=True)
+
+
+def test_without_a_residual_adder_a_residual_store_is_refused():
+    config = SMALL.replace(residual_add=False)
+    word = encode(Opcode.STORE, rows=1, flags={"requantize": 1, "residual": 1})
+    result = run_program(config, np.zeros(64, np.uint8), [word, encode(Opcode.DONE)],
+                         readback=[(0, 1)], max_cycles=5_000)
+    assert result.error and ErrorCode(result.error_code) == ErrorCode.BAD_STORE
+    with pytest.raises(ProgramError, match="no residual adder"):
+        Program(config).store(0, 1, dram_addr=0, param_row=0, requantize=True, residual=True)
+
+
+def test_a_gemm_without_the_residual_adder_still_matches_numpy():
+    config = CONFIG.replace(residual_add=False)
+    rng = np.random.default_rng(12)
+    a, w = random_matrix(rng, (6, config.rows), 8), random_matrix(rng, (config.rows, 3), 8)
+    out, _, _ = run_gemm_job(config, a, w)
+    np.testing.assert_array_equal(out, a @ w)
