@@ -24,7 +24,7 @@ from .common import (add_hardware_arguments, check_im2col_size, check_output_fil
                      device_from_args, int_at_least)
 
 __all__ = ["add_conv2d_arguments", "add_linear_arguments", "run_conv2d", "run_linear",
-           "load_array", "load_requant", "narrowest"]
+           "load_array", "load_npy", "load_requant", "narrowest"]
 
 
 def _add_common_arguments(parser):
@@ -54,8 +54,8 @@ def add_linear_arguments(parser):
     _add_common_arguments(parser)
 
 
-def load_array(path, what):
-    """Load an integer ``.npy`` file, or raise :class:`CliError` saying what is wrong with it."""
+def load_npy(path, what):
+    """Load a ``.npy`` array, or raise :class:`CliError` saying what is wrong with the file."""
     try:
         array = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -64,6 +64,12 @@ def load_array(path, what):
         raise CliError(f"{what} file {path!r} is not a .npy array: {error}") from None
     if not isinstance(array, np.ndarray):
         raise CliError(f"{what} file {path!r} is not a .npy array (an .npz archive?)")
+    return array
+
+
+def load_array(path, what):
+    """Load an integer ``.npy`` file, or raise :class:`CliError` saying what is wrong with it."""
+    array = load_npy(path, what)
     if array.dtype.kind not in "iu":
         raise CliError(f"{what} file {path!r} must hold integers, not {array.dtype}")
     return array.astype(np.int64)

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import CliError
 from .common import add_hardware_arguments, check_output_file, device_from_args
+from .layer import load_npy
 
 __all__ = ["add_arguments", "run"]
 
@@ -43,18 +44,6 @@ def _load_model(path):
         raise CliError(f"ONNX model {path!r} cannot be imported: {error}") from None
 
 
-def _load_input(path):
-    try:
-        x = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise CliError(f"input file {path!r} does not exist") from None
-    except (OSError, ValueError, EOFError) as error:
-        raise CliError(f"input file {path!r} is not a .npy array: {error}") from None
-    if not isinstance(x, np.ndarray):
-        raise CliError(f"input file {path!r} is not a .npy array (an .npz archive?)")
-    return x
-
-
 def run(args, *, layers=None):
     """Run ``systolic run``; ``layers`` replaces the layer API (tests)."""
     from ..models.onnx import check_device_widths, run_onnx
@@ -62,7 +51,7 @@ def run(args, *, layers=None):
     if args.report and Path(args.report).exists() and not Path(args.report).is_dir():
         raise CliError(f"--report {args.report!r} is a file, not a folder")
     model = _load_model(args.model)
-    x = _load_input(args.input)
+    x = load_npy(args.input, "input")
     if args.act_bits is None:
         args.act_bits = model.graph.device_input_bits
     device = device_from_args(args)

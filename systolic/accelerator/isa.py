@@ -125,8 +125,6 @@ window_tap_layout = data.StructLayout({
     "column": unsigned(SRAM_ADDR_BITS),        # buffer offset of that column (modulo 2**16)
     "reserved": unsigned(COORDINATE_BITS),
 })
-# WINDOW reuses the buffer-address fields for the two address steps and the output width.
-WINDOW_FIELDS = {"out_width": "rows", "column_step": "sram_addr", "row_step": "sram_addr2"}
 
 # name: (lsb, width) of every field the host sets, derived from the layout.
 FIELDS = {name: (field.offset, field.width) for name, field in instruction_layout
