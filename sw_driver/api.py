@@ -4,7 +4,8 @@ import numpy as np
 
 from .device import Device
 from .conv_cost import choose_lowering
-from .conv_plan import ConvShape, plan_window_conv
+from .conv import choose_window_plan
+from .conv_plan import ConvShape
 from .execution import check_residual, run_gemm, run_window_conv
 from .stats import LayerStats
 from .lowering import im2col, unlower, weight_matrix
@@ -50,10 +51,12 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, r
     shape = ConvShape.of(x.shape, weight.shape, stride, padding)
     residual = check_residual(device, residual, requant, (shape.batch, shape.out_channels,
                                                           shape.out_height, shape.out_width))
-    choice = choose_lowering(device.config, shape, requant is not None, lowering)
+    choice = choose_lowering(device.config, shape, requant is not None, lowering,
+                             residual=residual is not None)
     if choice.lowering == "window":
         y, stats = run_window_conv(device, x, weight, bias, requant, shape, residual)
-        plan = plan_window_conv(device.config, shape)
+        plan = choose_window_plan(device.config, shape, requant is not None,
+                                  residual is not None)[0]
         stats.plan = f"{choice.reason}; weights {plan.reason}"
     else:
         skip = None if residual is None else (_output_matrix(residual[0]), residual[1])

@@ -8,21 +8,23 @@ are :func:`sw_driver.schedule.emit_schedule`'s, shared with the host-lowered GEM
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-from systolic.accelerator.isa import COMMAND_COUNT_BITS, Buffer
+from systolic.accelerator.isa import Buffer
 
-from .conv_plan import MAX_ROWS, plan_window_conv
+from .conv_plan import MAX_ROWS, window_plan_candidates
+from .cost_model import TimingModel, fastest
 from .feature_map import feature_map_row, pack_feature_map, to_blocked_rows, unpack_feature_map
-from .gemm import PROBE_ADD, param_rows, skip_region
+from .gemm import PROBE_ADD, PROBE_REQUANT, param_rows, probe_config, skip_region
 from .memory_image import MemoryImage, pack_rows
 from .program import Program
-from .quant import Requant
 from .schedule import emit_schedule
 
 __all__ = ["ConvLayout", "WindowJob", "WindowLowering", "build_window_conv", "layout_window_conv",
-           "window_program", "window_instruction_count", "weight_tile_rows"]
+           "window_program", "window_instruction_count", "weight_tile_rows", "choose_window_plan",
+           "estimate_window_plan"]
 
 
 @dataclass(frozen=True)
@@ -183,17 +185,30 @@ def window_program(config, plan, layout, requant=None, program=None, residual=No
     return program
 
 
-def _probe(config):
-    return config.replace(memory_words=1 << 31, command_depth=1 << COMMAND_COUNT_BITS)
+@lru_cache(maxsize=1024)
+def choose_window_plan(config, shape, requantize, residual=False):
+    """``(plan, Estimate)``: of :func:`~sw_driver.conv_plan.window_plan_candidates`, the one
+    the cost model times fastest (then the least traffic)."""
+    return fastest(window_plan_candidates(config, shape),
+                   lambda plan: estimate_window_plan(config, plan, requantize, residual))
+
+
+def estimate_window_plan(config, plan, requantize, residual=False):
+    """:class:`~sw_driver.cost_model.Estimate` of ``plan``'s program (the cost model)."""
+    probe = probe_config(config)
+    model = TimingModel(probe)
+    window_program(probe, plan, layout_window_conv(probe, plan, requantize),
+                   PROBE_REQUANT if requantize else None, program=model,
+                   residual=PROBE_ADD if residual else None)
+    return model.estimate()
 
 
 def window_instruction_count(config, shape, requantize, residual=False):
     """Instructions of the windowed convolution's program, as the builder emits them."""
-    plan = plan_window_conv(config, shape)
-    probe = _probe(config)
-    requant = Requant(multiplier=np.zeros(1, np.int64), shift=np.zeros(1, np.int64),
-                      zero_point=0, qmin=0, qmax=0) if requantize else None
-    return len(window_program(probe, plan, layout_window_conv(probe, plan, requantize), requant,
+    plan = choose_window_plan(config, shape, requantize, residual)[0]
+    probe = probe_config(config)
+    return len(window_program(probe, plan, layout_window_conv(probe, plan, requantize),
+                              PROBE_REQUANT if requantize else None,
                               residual=PROBE_ADD if residual else None))
 
 
@@ -235,14 +250,16 @@ class WindowJob:
         return unpack_feature_map(raw, out_shape, config.cols, bits)
 
 
-def build_window_conv(config, shape, x, weight, bias, requant=None, residual=None):
+def build_window_conv(config, shape, x, weight, bias, requant=None, residual=None, plan=None):
     """Lay out a checked convolution in a memory image and emit its windowed command stream.
 
     ``residual`` is ``(skip (N, O, OH, OW), AddRequant)``: the skip tensor added on the
-    store path.
+    store path. ``plan`` (one of :func:`~sw_driver.conv_plan.window_plan_candidates`)
+    overrides the fastest one.
     """
-    plan = plan_window_conv(config, shape)
     requantize = requant is not None
+    if plan is None:
+        plan = choose_window_plan(config, shape, requantize, residual is not None)[0]
     layout = layout_window_conv(config, plan, requantize)
     program = window_program(config, plan, layout, requant,
                              residual=None if residual is None else residual[1])

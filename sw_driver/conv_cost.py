@@ -8,44 +8,25 @@ matrix, :mod:`sw_driver.gemm`).
 
 from dataclasses import dataclass
 
-from .conv import layout_window_conv, window_program
-from .conv_plan import plan_window_conv
-from .cost_model import TimingModel
-from .gemm import gemm_program, layout_gemm
+from .conv import choose_window_plan
 from .program import ProgramError
-from .quant import Requant
-from .tiling import plan_gemm
+from .gemm import choose_gemm_plan
 
 __all__ = ["LOWERINGS", "LoweringChoice", "estimate_window", "estimate_im2col", "choose_lowering"]
 
 LOWERINGS = ("auto", "window", "im2col")
 
-_PROBE_REQUANT = Requant(multiplier=[0], shift=[0], zero_point=0, qmin=0, qmax=0)
 
-
-def _probe(config):
-    return config.replace(memory_words=1 << 31)
-
-
-def estimate_window(config, shape, requantize):
+def estimate_window(config, shape, requantize, residual=False):
     """:class:`~sw_driver.cost_model.Estimate` of the windowed lowering (``ProgramError`` if none)."""
-    plan = plan_window_conv(config, shape)
-    probe = _probe(config)
-    model = TimingModel(probe)
-    window_program(probe, plan, layout_window_conv(probe, plan, requantize),
-                   _PROBE_REQUANT if requantize else None, program=model)
-    return model.estimate()
+    return choose_window_plan(config, shape, requantize, residual)[1]
 
 
-def estimate_im2col(config, shape, requantize):
+def estimate_im2col(config, shape, requantize, residual=False):
     """:class:`~sw_driver.cost_model.Estimate` of the host-im2col GEMM (``ProgramError`` if none)."""
     window = shape.channels * shape.kernel_h * shape.kernel_w
-    plan = plan_gemm(config, shape.output_pixels, window, shape.out_channels)
-    probe = _probe(config)
-    model = TimingModel(probe)
-    gemm_program(probe, plan, layout_gemm(probe, plan, requantize),
-                 _PROBE_REQUANT if requantize else None, program=model)
-    return model.estimate()
+    return choose_gemm_plan(config, shape.output_pixels, window, shape.out_channels,
+                            requantize, residual)[1]
 
 
 @dataclass(frozen=True)
@@ -57,7 +38,7 @@ class LoweringChoice:
     im2col: object
 
 
-def choose_lowering(config, shape, requantize, lowering="auto"):
+def choose_lowering(config, shape, requantize, lowering="auto", residual=False):
     """Pick ``"window"`` or ``"im2col"`` for ``shape``; raise ``ProgramError`` if neither runs.
 
     ``lowering="auto"`` takes the one with fewer estimated cycles (ties: window); a named
@@ -69,7 +50,7 @@ def choose_lowering(config, shape, requantize, lowering="auto"):
     for name, estimate in (("window", estimate_window), ("im2col", estimate_im2col)):
         if lowering in ("auto", name):
             try:
-                estimates[name] = estimate(config, shape, requantize)
+                estimates[name] = estimate(config, shape, requantize, residual)
             except ProgramError as error:
                 refusals[name] = str(error)
     if not estimates:

@@ -9,7 +9,7 @@ loaded once per block and reused by every tap and N tile; the weights stay resid
 the weight buffer across blocks when they all fit, otherwise they stream once per block.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from systolic.accelerator.isa import COORDINATE_BITS, ROW_COUNT_BITS
 
@@ -18,7 +18,7 @@ from .lowering import conv_output_size
 from .program import ProgramError, WindowGeometry
 from .tiling import LEAD_ROWS, ceil_div
 
-__all__ = ["ConvShape", "WindowPlan", "plan_window_conv"]
+__all__ = ["ConvShape", "WindowPlan", "window_plan_candidates"]
 
 MAX_ROWS = (1 << ROW_COUNT_BITS) - 1     # rows of one LOAD, vectors of one COMPUTE (65535)
 
@@ -82,6 +82,8 @@ class WindowPlan:
     weight_slots: int
     weights_resident: bool
     reason: str
+    acc_regions: int = 2            # accumulator regions of block_rows pixels, used in turn
+    lead_group: int = 1             # N tiles computed per K slice in the first block's first pass
 
     @property
     def n(self):
@@ -180,8 +182,16 @@ def _check_geometry(shape, in_blocks, config):
             f"buffer rows; the input buffer has {config.input_buffer_rows} rows")
 
 
-def plan_window_conv(config, shape):
-    """Choose blocks and weight residency; raise ``ProgramError`` when windows cannot run it."""
+def window_plan_candidates(config, shape):
+    """The plans worth timing, largest blocks first; raise ``ProgramError`` when windows
+    cannot run the layer.
+
+    Blocks are as large as the accumulator and input buffer allow, or a half or a quarter
+    of that (smaller blocks shorten the first block's load and the last block's drain at a
+    cost in weight switches, halo rows and, with streamed weights, weight reads); each with
+    one N tile, or as many as the accumulator's regions hold, in the first pass over K.
+    :func:`sw_driver.conv.choose_window_plan` times them and takes the fastest.
+    """
     rows, cols = config.rows, config.cols
     in_blocks, n_tiles = channel_blocks(shape.channels, rows), channel_blocks(shape.out_channels, cols)
     if n_tiles > config.param_rows:
@@ -207,12 +217,27 @@ def plan_window_conv(config, shape):
         raise ProgramError(f"two bands of {shape.band_height(1)} feature-map rows "
                            f"({row_rows} buffer rows each) do not fit the "
                            f"{config.input_buffer_rows}-row input buffer")
-    row_blocks = ceil_div(out_h, out_rows)
-    out_rows = ceil_div(out_h, row_blocks)        # balanced blocks
+    fewest = ceil_div(out_h, out_rows)
+    candidates, seen = [], set()
+    for split in (1, 2, 4):
+        row_blocks = min(out_h, fewest * split)
+        balanced = ceil_div(out_h, row_blocks)           # balanced blocks
+        if balanced in seen or not fits(balanced):
+            continue
+        seen.add(balanced)
+        plan = _window_plan(config, shape, in_blocks, n_tiles, balanced, row_rows)
+        regions = config.accumulator_rows // plan.block_rows
+        for group in sorted({1, min(regions, n_tiles)}):
+            candidates.append(replace(plan, acc_regions=regions, lead_group=group))
+    return candidates
+
+
+def _window_plan(config, shape, in_blocks, n_tiles, out_rows, row_rows):
+    row_blocks = ceil_div(shape.out_height, out_rows)
     k_tiles = shape.kernel_h * shape.kernel_w * in_blocks
     tiles = k_tiles * n_tiles
     blocks = shape.batch * row_blocks
-    capacity = config.weight_buffer_rows // rows
+    capacity = config.weight_buffer_rows // config.rows
     if blocks > 1 and tiles <= capacity:
         resident, slots = True, tiles
         reason = (f"resident: all {tiles} weight tiles fit the {capacity}-tile weight buffer, "

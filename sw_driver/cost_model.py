@@ -4,7 +4,8 @@
 (``load``, ``preload``, ``compute``, ``compute_window``, ``store``, ...), so the very loop nest
 that builds a program (:func:`sw_driver.schedule.emit_schedule`) also drives the estimate;
 no second copy of the schedule can drift from the first. Each unit runs its instructions
-in order, as the dispatcher hands them out (one per cycle, in program order, into
+in order, as the dispatcher hands them out (the first ``Dispatcher.latency`` cycles after
+start, then one per cycle, in program order, into
 queues of ``QUEUE_DEPTH`` instructions: a full queue holds back every later instruction);
 a wait takes the oldest token of its channel, which fires when the signalling
 instruction's work is done (tokens of one unit fire in program order):
@@ -23,12 +24,13 @@ running it.
 from collections import deque
 from dataclasses import dataclass
 
+from systolic.accelerator.dispatcher import Dispatcher
 from systolic.accelerator.isa import Buffer
 from systolic.accelerator.requantizer import REQUANTIZER_LATENCY
 from systolic.accelerator.top import QUEUE_DEPTH
 from systolic.accelerator.residual_add import ResidualAdd
 
-__all__ = ["TimingModel", "Estimate"]
+__all__ = ["TimingModel", "Estimate", "fastest"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ class TimingModel:
         self.read_words = self.write_words = self.vectors = 0
         self.window_geometry = None
         self.instructions = 0
-        self._dispatched = 0
+        self._dispatched = Dispatcher.latency - 1    # cycle of the last instruction offered
         self._queues = {"load": deque(), "execute": deque(), "store": deque()}
 
     def __len__(self):
@@ -176,3 +178,16 @@ class TimingModel:
 def _token_flags(fields):
     return {name: bool(fields.get(name, False))
             for name in ("wait_load", "wait_store", "signal_load", "signal_store")}
+
+
+def fastest(candidates, estimate, tolerance=0.01):
+    """``(plan, Estimate)``: among the candidates within ``tolerance`` of the fewest estimated
+    cycles, the one with the least traffic (then the fewest cycles, then the earliest:
+    candidates come largest blocks first). A smaller block that saves a few cycles but
+    reads the weights once more is not worth it."""
+    timed = [(plan, estimate(plan)) for plan in candidates]
+    least = min(t.cycles for _, t in timed)
+    near = [(t.read_words + t.write_words, t.cycles, index, plan, t)
+            for index, (plan, t) in enumerate(timed) if t.cycles <= least * (1 + tolerance)]
+    _, _, _, plan, best = min(near, key=lambda entry: entry[:3])
+    return plan, best

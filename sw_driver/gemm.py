@@ -1,19 +1,22 @@
 """Run a tiled GEMM on the simulated accelerator: memory image, command stream, read-back."""
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from systolic.accelerator.isa import COMMAND_COUNT_BITS, Buffer
 
+from .cost_model import TimingModel, fastest
 from .memory_image import MemoryImage, pack_rows, unpack_rows
 from .program import Program
 from .quant import AddRequant, Requant
 from .schedule import emit_schedule
-from .tiling import LEAD_ROWS, plan_gemm
+from .tiling import LEAD_ROWS, gemm_plan_candidates
 
 __all__ = ["GemmJob", "GemmLayout", "build_gemm", "layout_gemm", "gemm_program",
-           "gemm_instruction_count", "param_rows", "GemmLowering"]
+           "gemm_instruction_count", "param_rows", "GemmLowering", "choose_gemm_plan", "estimate_gemm",
+           "probe_config", "PROBE_REQUANT", "PROBE_ADD"]
 
 
 @dataclass
@@ -74,8 +77,15 @@ def param_rows(config, plan, bias, requant):
     return [(padded(bias), 32), (padded(multiplier), 32), (padded(shift), 6)]
 
 
-# Stands for any residual add where only the instruction count matters.
+# Stand for any requantization / residual add where only the instruction stream matters.
+PROBE_REQUANT = Requant(multiplier=np.zeros(1, np.int64), shift=np.zeros(1, np.int64),
+                        zero_point=0, qmin=0, qmax=0)
 PROBE_ADD = AddRequant(0, 1 << 30, 0, 0, 1 << 30, 0, 1 << 30, 0)
+
+
+def probe_config(config):
+    """``config`` with room for any program: for timing and counting, never for running."""
+    return config.replace(memory_words=1 << 31, command_depth=1 << COMMAND_COUNT_BITS)
 
 
 @dataclass(frozen=True)
@@ -127,14 +137,30 @@ def gemm_program(config, plan, layout, requant=None, program=None, residual=None
     return program
 
 
+@lru_cache(maxsize=1024)
+def choose_gemm_plan(config, m, k, n, requantize, residual=False):
+    """``(plan, Estimate)``: of :func:`~sw_driver.tiling.gemm_plan_candidates`, the one the
+    cost model times fastest (then the least traffic)."""
+    return fastest(gemm_plan_candidates(config, m, k, n),
+                   lambda plan: estimate_gemm(config, plan, requantize, residual))
+
+
+def estimate_gemm(config, plan, requantize, residual=False):
+    """:class:`~sw_driver.cost_model.Estimate` of ``plan``'s program (the cost model)."""
+    probe = probe_config(config)
+    model = TimingModel(probe)
+    gemm_program(probe, plan, layout_gemm(probe, plan, requantize),
+                 PROBE_REQUANT if requantize else None, program=model,
+                 residual=PROBE_ADD if residual else None)
+    return model.estimate()
+
+
 def gemm_instruction_count(config, m, k, n, requantize, residual=False):
     """Instructions of the GEMM's program, as the builder emits them (no operands needed)."""
-    plan = plan_gemm(config, m, k, n)
-    layout = layout_gemm(config.replace(memory_words=1 << 31), plan, requantize)
-    probe = config.replace(memory_words=1 << 31, command_depth=1 << COMMAND_COUNT_BITS)
-    requant = Requant(multiplier=np.zeros(1, np.int64), shift=np.zeros(1, np.int64),
-                      zero_point=0, qmin=0, qmax=0) if requantize else None
-    return len(gemm_program(probe, plan, layout, requant,
+    plan = choose_gemm_plan(config, m, k, n, requantize, residual)[0]
+    probe = probe_config(config)
+    return len(gemm_program(probe, plan, layout_gemm(probe, plan, requantize),
+                            PROBE_REQUANT if requantize else None,
                             residual=PROBE_ADD if residual else None))
 
 
@@ -155,17 +181,19 @@ def skip_region(config, layout, rows):
     return packed.reshape(-1)
 
 
-def build_gemm(config, a, w, bias=None, requant=None, residual=None):
+def build_gemm(config, a, w, bias=None, requant=None, residual=None, plan=None):
     """Lay out operands in a memory image and emit the tiled command stream.
 
     ``a``, ``w``, ``bias`` must already be checked (shapes, ranges, overflow). The program
     is checked against ``config``, the configuration it will run on. ``residual`` is
-    ``(skip (M x N), AddRequant)``: the skip tensor added on the store path.
+    ``(skip (M x N), AddRequant)``: the skip tensor added on the store path. ``plan``
+    (one of :func:`~sw_driver.tiling.gemm_plan_candidates`) overrides the fastest one.
     """
     m, k = a.shape
     n = w.shape[1]
-    plan = plan_gemm(config, m, k, n)
     requantize = requant is not None
+    if plan is None:
+        plan = choose_gemm_plan(config, m, k, n, requantize, residual is not None)[0]
     layout = layout_gemm(config, plan, requantize)
     program = gemm_program(config, plan, layout, requant,
                            residual=None if residual is None else residual[1])

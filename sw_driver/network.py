@@ -367,8 +367,8 @@ def run_network(graph, device, *, select=None, batch=1, inputs=None, seed=0, che
         (the default), e.g. a test double.
     fuse : bool
         Run a residual add that directly follows the conv producing one of its inputs on
-        that conv's store path (:func:`run_fused`). Fused pairs are not cached: ``resume``
-        runs them again.
+        that conv's store path (:func:`run_fused`). Fused pairs are cached as pairs (under
+        keys of their own, so a fused and an unfused run never reuse each other's entries).
 
     Returns
     -------
@@ -392,10 +392,8 @@ def run_network(graph, device, *, select=None, batch=1, inputs=None, seed=0, che
             node_inputs = [values[name] for name in node.inputs]
             if add is not None and node.name in step.chosen:
                 skip = values[next(name for name in add.inputs if name != node.name)]
-                values[add.name], conv_record, add_record = run_fused(
-                    node, add, node_inputs, np.asarray(skip, np.int64), device,
-                    check=check, weight_bits=graph.weight_bits, act_bits=graph.act_bits,
-                    layers=step.layers)
+                values[add.name], conv_record, add_record = step.run_fused(
+                    node, add, node_inputs, np.asarray(skip, np.int64))
                 values[node.name] = None
                 records.append(conv_record)
                 fused_into[add.name] = [add_record]
@@ -437,3 +435,20 @@ class _Step:
         if self.cache:
             self.cache.save(node.name, self.keys[node.name], output, record)
         return output, record
+
+    def run_fused(self, node, add, node_inputs, skip):
+        """``(add output, conv record, add record)`` of a fused pair, cached as a pair: the
+        conv's entry holds only its record (the device never wrote its own output)."""
+        keys = [self.keys[name] + "|fused" for name in (node.name, add.name)] if self.cache else ()
+        if self.cache and self.resume:
+            conv = self.cache.load(node.name, keys[0], need_record=True)
+            summed = self.cache.load(add.name, keys[1], need_record=True)
+            if conv is not None and summed is not None:
+                return summed[0], conv[1], summed[1]
+        output, conv_record, add_record = run_fused(
+            node, add, node_inputs, skip, self.device, check=self.check,
+            weight_bits=self.graph.weight_bits, act_bits=self.graph.act_bits, layers=self.layers)
+        if self.cache:
+            self.cache.save(node.name, keys[0], np.zeros(0, np.int64), conv_record)
+            self.cache.save(add.name, keys[1], output, add_record)
+        return output, conv_record, add_record

@@ -1,5 +1,5 @@
-"""The loop nest shared by every lowering: weight ring, double-buffered inputs and
-accumulator slots, and their dependency tokens.
+"""The loop nest shared by every lowering: weight ring, double-buffered inputs, a ring of
+accumulator regions, and their dependency tokens.
 
 A *lowering* (:class:`~sw_driver.gemm.GemmLowering` for a host im2col matrix,
 :class:`~sw_driver.conv.WindowLowering` for on-chip convolution windows) says what a step
@@ -7,16 +7,23 @@ loads into the input buffer and how it computes and stores; :func:`emit_schedule
 the order and the tokens::
 
     for block in plan.blocks:                       # inputs stay in the input buffer
-      for n_tile in plan.n_tiles:                   # accumulator slot (block, n_tile)
+      for group in N tiles (the first `lead_group` together, then one by one; see below):
         for k_tile in plan.k_tiles:
-          LOAD weight tile (n_tile, k_tile)          # ring of weight slots, or once if resident
-          (n_tile 0) LOAD the block's inputs for k_tile
-          PRELOAD; COMPUTE -> slot (overwrite at k_tile 0, then accumulate)
-        STORE the slot
+          for n_tile in group:                      # accumulator region (block, n_tile)
+            LOAD weight tile (n_tile, k_tile)        # ring of weight slots, or once if resident
+            (n_tile 0) LOAD the block's inputs for k_tile
+            PRELOAD; COMPUTE -> region (overwrite at k_tile 0, then accumulate)
+        STORE the group's regions
 
-Nothing overlaps the first block's first N tile (the load unit is still bringing in its
-inputs) nor the very last step, so those run in pieces: the array follows the load piece
-by piece, and each piece of the last step is stored while the next one computes.
+The accumulator is a ring of ``acc_regions`` regions of ``block_rows`` rows: (block,
+N tile) pair ``p`` uses region ``p % acc_regions`` and waits for the store of pair
+``p - acc_regions``. A block's first pass over K that brings in its inputs (the first
+block's, and every block's when the weights stream, since then nothing prefetches them)
+would leave the array waiting on the load; computing ``lead_group`` N tiles per input K
+slice gives the array that much more work per byte loaded. Nothing overlaps the first block's
+first N tile (the load unit is still bringing in its inputs) nor the very last step, so
+those run in pieces: the array follows the load piece by piece, and each piece of the
+last step is stored while the next one computes.
 """
 
 from systolic.accelerator.isa import Buffer
@@ -52,100 +59,127 @@ def emit_schedule(program, plan, lowering, requantize, residual=False):
     store_flags = {"residual": True} if residual else {}
     config = program.config
     slots, steps = plan.weight_slots, plan.steps
+    per_block = plan.n_tiles * plan.k_tiles
     resident = plan.weights_resident
+    regions, lead_group = plan.acc_regions, plan.lead_group
     # With resident weights the next block's inputs are prefetched, spread over this
     # block's steps: loads early in program order reach the load unit while this block
     # computes (the dispatcher hands instructions out in order), and spread thinly they
     # never fill the load queue and hold back the computes behind them.
     prefetch = resident and plan.blocks > 1
+    # With streamed weights a block's inputs are prefetched too, unsignalled, over the
+    # block before's steps from `slots + 1` on: the weight ring then orders them after
+    # that block's first compute, so the region they overwrite (two blocks back) is free,
+    # and every later weight token implies them (the load unit runs in order).
+    quiet_prefetch = not resident and plan.blocks > 1 and per_block > slots + 1
     pairs = plan.blocks * plan.n_tiles
-    per_block = plan.n_tiles * plan.k_tiles
-    step = pair = 0
+    step = 0
     for block in range(plan.blocks):
         # Inputs of block + 2 reuse this block's input region: with resident weights no
         # weight-ring token orders them, so the block's last compute frees the region.
         frees_region = resident and block + 2 < plan.blocks
-        # Block 0 loads its later N tiles' weights in one batch after its first N tile, so
+        # A block that loads its inputs during its first pass (not prefetched by the
+        # block before) computes `lead_group` N tiles per K slice in that pass.
+        group = lead_group if block == 0 or not (prefetch or quiet_prefetch) else 1
+        groups = [list(range(group))] + [[n] for n in range(group, plan.n_tiles)]
+        # Block 0 loads the weights of its N tiles after the lead group in one batch, so
         # block 1's inputs can be spread over the steps after it (their tokens stay after
         # every weight token, as the waits expect); later blocks spread over all steps.
-        batch_weights = prefetch and block == 0 and plan.n_tiles > 1
+        batch_weights = prefetch and block == 0 and plan.n_tiles > group
         if prefetch and block == 0:
-            ahead = _prefetch_slots(lowering, plan, 1, per_block - plan.k_tiles,
-                                    first_step=plan.k_tiles) if batch_weights else {}
+            lead_steps = group * plan.k_tiles
+            ahead = _prefetch_slots(lowering, plan, 1, per_block - lead_steps,
+                                    first_step=lead_steps) if batch_weights else {}
         elif prefetch and block < plan.blocks - 1:
             ahead = _prefetch_slots(lowering, plan, block + 1, per_block)
+        elif quiet_prefetch and block < plan.blocks - 1:
+            # Cut into short LOADs: the weights behind them in the load unit's queue are
+            # needed within a step or two.
+            chunk = max(16, plan.block_rows // (2 * config.row_words("input")))
+            ahead = _spread(_chunked(_block_groups(lowering, plan, block + 1), chunk,
+                                     config.row_words("input")),
+                            per_block - slots - 1, first_step=slots + 1)
         else:
             ahead = {}
-        for n_tile in range(plan.n_tiles):
-            acc_slot = (pair % 2) * plan.block_rows
-            final_pair = pair == pairs - 1
+        position = 0                # step within the block
+        for n_group in groups:
             for k_tile in range(plan.k_tiles):
-                tile = n_tile * plan.k_tiles + k_tile
-                weight_row = (tile if resident else step % slots) * config.rows
-                lead = step < plan.k_tiles
-                prefetched = prefetch and block >= 1 and n_tile == 0
-                if n_tile != 0:
-                    paired, groups = [], []
-                elif lead:
-                    paired = lowering.lead_pieces(block, k_tile)
-                    groups = [loads for _, loads in paired]
-                else:
-                    paired = []
-                    groups = [loads for loads in [lowering.block_loads(block, k_tile)] if loads]
-                waits_for_inputs = bool(groups)
-                if prefetched:
-                    groups = []             # loaded during the block before
-                load_weights = not resident or block == 0
-                batched = batch_weights and n_tile >= 1
-                if batched and n_tile == 1 and k_tile == 0:
-                    _emit_weight_batch(program, plan, lowering)
-                if load_weights and not batched:
-                    program.load(Buffer.WEIGHT, sram_addr=weight_row, rows=config.rows,
-                                 dram_addr=lowering.weight_addr(n_tile, k_tile),
-                                 wait=step >= slots, signal=not waits_for_inputs)
-                for index, loads in enumerate(groups):
-                    _emit_loads(program, loads, wait=(resident and not prefetch and block >= 2
-                                                      and k_tile == 0 and index == 0))
-                for position, loads in ahead.get(n_tile * plan.k_tiles + k_tile, ()):
-                    _emit_loads(program, loads, wait=position == 0 and block + 1 >= 2)
-                if prefetch and block == 0 and not batch_weights and step == per_block - 1:
-                    # Block 1's inputs follow block 0's last weight load (its region is free).
-                    for loads in _block_groups(lowering, plan, 1):
+                for n_tile in n_group:
+                    pair = block * plan.n_tiles + n_tile
+                    acc_slot = (pair % regions) * plan.block_rows
+                    final_pair = pair == pairs - 1
+                    tile = n_tile * plan.k_tiles + k_tile
+                    weight_row = (tile if resident else step % slots) * config.rows
+                    lead = block == 0 and n_tile == 0
+                    prefetched = (prefetch or quiet_prefetch) and block >= 1 and n_tile == 0
+                    if n_tile != 0:
+                        paired, loads_groups = [], []
+                    elif lead:
+                        paired = lowering.lead_pieces(block, k_tile)
+                        loads_groups = [loads for _, loads in paired]
+                    else:
+                        paired = []
+                        loads_groups = [loads for loads in [lowering.block_loads(block, k_tile)]
+                                        if loads]
+                    waits_for_inputs = bool(loads_groups) and not (prefetched and quiet_prefetch)
+                    if prefetched:
+                        loads_groups = []       # loaded during the block before
+                    load_weights = not resident or block == 0
+                    batched = batch_weights and n_tile >= group
+                    first_batched = batched and n_tile == group and k_tile == 0
+                    if first_batched:
+                        _emit_weight_batch(program, plan, lowering, group)
+                    if load_weights and not batched:
+                        program.load(Buffer.WEIGHT, sram_addr=weight_row, rows=config.rows,
+                                     dram_addr=lowering.weight_addr(n_tile, k_tile),
+                                     wait=step >= slots, signal=not waits_for_inputs)
+                    for index, loads in enumerate(loads_groups):
                         _emit_loads(program, loads, wait=False)
-                waits_for_weights = load_weights and (not batched or (n_tile == 1 and k_tile == 0))
-                program.preload(weight_row, wait_load=waits_for_weights or waits_for_inputs,
-                                signal_load=not resident and step + slots < steps)
-                piecewise = len(groups) > 1
-                if piecewise:
-                    pieces = [piece for piece, _ in paired]
-                elif step == steps - 1:
-                    pieces = lowering.store_pieces(block)
-                else:
-                    pieces = [lowering.whole(block)]
-                last_k = k_tile == plan.k_tiles - 1
-                last_of_block = last_k and n_tile == plan.n_tiles - 1
-                for index, piece in enumerate(pieces):
-                    last_piece = index == len(pieces) - 1
-                    lowering.compute(program, block, k_tile, piece, acc_slot,
-                                     accumulate=k_tile > 0, switch=index == 0,
-                                     wait_load=index > 0 and piecewise,
-                                     wait_store=k_tile == 0 and pair >= 2 and index == 0,
-                                     signal_load=frees_region and last_of_block and last_piece,
-                                     signal_store=last_k and (final_pair or last_piece))
-                step += 1
-            stores = pieces if final_pair else [lowering.whole(block)]
-            for piece in stores:
-                lowering.store(program, block, n_tile, piece, acc_slot, requantize=requantize,
-                               wait=True, signal=pair + 2 < pairs, **store_flags)
-            pair += 1
+                    for order, loads in ahead.get(position, ()):
+                        _emit_loads(program, loads, wait=prefetch and order == 0 and block >= 1,
+                                    signal=prefetch)
+                    if prefetch and block == 0 and not batch_weights and step == per_block - 1:
+                        # Block 1's inputs follow block 0's last weight load (its region is free).
+                        for loads in _block_groups(lowering, plan, 1):
+                            _emit_loads(program, loads, wait=False)
+                    waits_for_weights = load_weights and (not batched or first_batched)
+                    program.preload(weight_row, wait_load=waits_for_weights or waits_for_inputs,
+                                    signal_load=not resident and step + slots < steps)
+                    piecewise = len(loads_groups) > 1
+                    if piecewise:
+                        pieces = [piece for piece, _ in paired]
+                    elif step == steps - 1:
+                        pieces = lowering.store_pieces(block)
+                    else:
+                        pieces = [lowering.whole(block)]
+                    last_k = k_tile == plan.k_tiles - 1
+                    last_of_block = position == per_block - 1
+                    for index, piece in enumerate(pieces):
+                        last_piece = index == len(pieces) - 1
+                        lowering.compute(program, block, k_tile, piece, acc_slot,
+                                         accumulate=k_tile > 0, switch=index == 0,
+                                         wait_load=index > 0 and piecewise,
+                                         wait_store=(k_tile == 0 and pair >= regions
+                                                     and index == 0),
+                                         signal_load=frees_region and last_of_block and last_piece,
+                                         signal_store=last_k and (final_pair or last_piece))
+                    step += 1
+                    position += 1
+            for n_tile in n_group:
+                pair = block * plan.n_tiles + n_tile
+                acc_slot = (pair % regions) * plan.block_rows
+                stores = pieces if pair == pairs - 1 else [lowering.whole(block)]
+                for piece in stores:
+                    lowering.store(program, block, n_tile, piece, acc_slot, requantize=requantize,
+                                   wait=True, signal=pair + regions < pairs, **store_flags)
 
 
-def _emit_loads(program, loads, *, wait):
-    """One group's LOADs: the first may wait for its region, the last signals the group."""
+def _emit_loads(program, loads, *, wait, signal=True):
+    """One group's LOADs: the first may wait for its region, the last may signal the group."""
     for position, (sram_addr, rows, dram_addr, stride) in enumerate(loads):
         program.load(Buffer.INPUT, sram_addr=sram_addr, rows=rows, dram_addr=dram_addr,
                      stride=stride, wait=wait and position == 0,
-                     signal=position == len(loads) - 1)
+                     signal=signal and position == len(loads) - 1)
 
 
 def _block_groups(lowering, plan, block):
@@ -157,7 +191,24 @@ def _block_groups(lowering, plan, block):
 def _prefetch_slots(lowering, plan, block, steps, first_step=0):
     """``block``'s load groups spread evenly over ``steps`` steps of the block before it,
     from its step ``first_step`` on: ``{step within the block: [(position, loads), ...]}``."""
-    groups = _block_groups(lowering, plan, block)
+    return _spread(_block_groups(lowering, plan, block), steps, first_step)
+
+
+def _chunked(groups, chunk_rows, row_words):
+    """Every LOAD of ``groups`` cut into LOADs of at most ``chunk_rows`` rows, one group each."""
+    pieces = []
+    for loads in groups:
+        for sram_addr, rows, dram_addr, stride in loads:
+            pitch = row_words if stride is None else stride
+            for start in range(0, rows, chunk_rows):
+                pieces.append([(sram_addr + start, min(chunk_rows, rows - start),
+                                dram_addr + start * pitch, stride)])
+    return pieces
+
+
+def _spread(groups, steps, first_step=0):
+    """``groups`` spread evenly over ``steps`` steps from ``first_step`` on:
+    ``{step within the block: [(position, loads), ...]}``."""
     slots = {}
     for position, loads in enumerate(groups):
         slots.setdefault(first_step + position * steps // len(groups), []).append(
@@ -165,10 +216,11 @@ def _prefetch_slots(lowering, plan, block, steps, first_step=0):
     return slots
 
 
-def _emit_weight_batch(program, plan, lowering):
-    """Every weight tile of N tiles 1.. (resident), one token for all, after the last."""
+def _emit_weight_batch(program, plan, lowering, first_n_tile):
+    """Every weight tile of N tiles ``first_n_tile``.. (resident), one token for all, after
+    the last."""
     config = program.config
-    tiles = [(n_tile, k_tile) for n_tile in range(1, plan.n_tiles)
+    tiles = [(n_tile, k_tile) for n_tile in range(first_n_tile, plan.n_tiles)
              for k_tile in range(plan.k_tiles)]
     for index, (n_tile, k_tile) in enumerate(tiles):
         program.load(Buffer.WEIGHT, sram_addr=(n_tile * plan.k_tiles + k_tile) * config.rows,

@@ -22,10 +22,11 @@ def run_program(config, image, words, readback=None, backend="pysim", max_cycles
     return run(config, image, words, max_cycles=max_cycles, readback=readback, backend=backend)
 
 
-def run_gemm_job(config, a, w, bias=None, requant=None, backend="pysim"):
+def run_gemm_job(config, a, w, bias=None, requant=None, backend="pysim", plan=None):
     """Build, run and read back one GEMM; return ``(output, RunResult, job)``."""
     job = build_gemm(config, np.asarray(a), np.asarray(w),
-                     np.zeros(w.shape[1], np.int64) if bias is None else bias, requant)
+                     np.zeros(w.shape[1], np.int64) if bias is None else bias, requant,
+                     plan=plan)
     result = run_program(config, job.image, job.program.words(), job.readback, backend)
     assert not result.error, f"accelerator error code {result.error_code}"
     return job.unpack(result.memory), result, job

@@ -7,7 +7,7 @@ import pytest
 import sw_driver
 from sw_driver import Device, Requant
 from sw_driver.conv_cost import choose_lowering, estimate_window
-from sw_driver.conv_plan import ConvShape, plan_window_conv
+from sw_driver.conv_plan import ConvShape, window_plan_candidates
 from sw_driver.lowering import conv2d_reference
 from sw_driver.program import ProgramError
 
@@ -16,6 +16,11 @@ torch = pytest.importorskip("torch")
 # 4x4 array, 4-byte rows: 512 input rows, 64 weight tiles, accumulator slots of 32 rows.
 SMALL = Device(rows=4, cols=4, bus_bytes=8, input_buffer_rows=512, weight_buffer_rows=256,
                accumulator_rows=64, backend="reference")
+
+
+def largest_window_plan(config, shape):
+    """The first candidate: the largest blocks the buffers allow."""
+    return window_plan_candidates(config, shape)[0]
 
 
 def torch_conv(x, w, b, stride, padding):
@@ -27,7 +32,7 @@ def torch_conv(x, w, b, stride, padding):
 def test_plan_keeps_weights_resident_over_two_blocks_of_three_output_rows():
     # 6x6 output, 32-pixel slots: 5 rows fit, balanced to 2 blocks of 3. 5 channels on 4
     # rows: 2 channel blocks, 9 taps -> 18 K tiles; 6 filters -> 2 N tiles; 36 <= 64 tiles.
-    plan = plan_window_conv(SMALL.config, ConvShape(1, 5, 6, 6, 6, 3, 3, 1, 1))
+    plan = largest_window_plan(SMALL.config, ConvShape(1, 5, 6, 6, 6, 3, 3, 1, 1))
     assert (plan.in_blocks, plan.k_tiles, plan.n_tiles) == (2, 18, 2)
     assert (plan.out_rows, plan.blocks, plan.block_rows) == (3, 2, 18)
     assert plan.weights_resident and plan.weight_slots == 36
@@ -39,13 +44,13 @@ def test_plan_keeps_weights_resident_over_two_blocks_of_three_output_rows():
 
 def test_plan_streams_weights_that_do_not_fit_the_weight_buffer():
     device = SMALL.replace(weight_buffer_rows=64)                  # 16 tiles < 36
-    plan = plan_window_conv(device.config, ConvShape(1, 5, 6, 6, 6, 3, 3, 1, 1))
+    plan = largest_window_plan(device.config, ConvShape(1, 5, 6, 6, 6, 3, 3, 1, 1))
     assert not plan.weights_resident and plan.weight_slots == 16
     assert plan.reason.startswith("streamed") and "36 weight tiles" in plan.reason
 
 
 def test_plan_of_a_single_block_streams_its_weights_once():
-    plan = plan_window_conv(SMALL.config, ConvShape(1, 4, 4, 4, 4, 3, 3, 1, 1))
+    plan = largest_window_plan(SMALL.config, ConvShape(1, 4, 4, 4, 4, 3, 3, 1, 1))
     assert plan.blocks == 1 and plan.out_rows == 4 and not plan.weights_resident
     assert plan.reason == "streamed: one block"
 
@@ -53,12 +58,12 @@ def test_plan_of_a_single_block_streams_its_weights_once():
 def test_plan_shrinks_blocks_until_two_bands_fit_the_input_buffer():
     # 12 buffer rows per feature-map row; 2 bands of at most 4 rows fit 100 rows: 2 output rows.
     device = SMALL.replace(input_buffer_rows=100)
-    plan = plan_window_conv(device.config, ConvShape(1, 5, 6, 6, 6, 3, 3, 1, 1))
+    plan = largest_window_plan(device.config, ConvShape(1, 5, 6, 6, 6, 3, 3, 1, 1))
     assert (plan.out_rows, plan.blocks, plan.band_rows) == (2, 3, 48)
 
 
 def test_batch_makes_one_block_per_image_and_stride_spreads_the_band():
-    plan = plan_window_conv(SMALL.config, ConvShape(3, 4, 9, 9, 4, 3, 3, 2, 0))
+    plan = largest_window_plan(SMALL.config, ConvShape(3, 4, 9, 9, 4, 3, 3, 2, 0))
     # 4x4 outputs fit one slot: one block per image; rows 0..8 of each image are read.
     assert (plan.blocks, plan.out_rows) == (3, 4)
     assert [plan.block(b) for b in range(3)] == [(0, 0, 4), (1, 0, 4), (2, 0, 4)]
@@ -71,7 +76,7 @@ def test_batch_makes_one_block_per_image_and_stride_spreads_the_band():
 ])
 def test_windows_refuse_what_the_buffers_cannot_hold(shape, message):
     with pytest.raises(ProgramError, match=message):
-        plan_window_conv(SMALL.config, shape)
+        largest_window_plan(SMALL.config, shape)
     assert choose_lowering(SMALL.config, shape, False).lowering == "im2col"
 
 

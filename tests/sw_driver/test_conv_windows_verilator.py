@@ -7,6 +7,7 @@ import pytest
 
 import sw_driver
 from sw_driver import Device, Requant
+from sw_driver.conv import choose_window_plan
 from sw_driver.conv_cost import choose_lowering, estimate_window
 from sw_driver.conv_plan import ConvShape
 from sw_driver.lowering import conv2d_reference
@@ -74,8 +75,7 @@ def test_random_layers_cover_both_residencies_and_several_blocks():
             x, w, _, stride, padding, requant = random_layer(seed)
             shape = ConvShape.of(x.shape, w.shape, stride, padding)
             try:
-                from sw_driver.conv_plan import plan_window_conv
-                plans.append(plan_window_conv(device.config, shape))
+                plans.append(choose_window_plan(device.config, shape, requant is not None)[0])
             except ProgramError:
                 pass
     assert any(plan.weights_resident for plan in plans)

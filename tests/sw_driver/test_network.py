@@ -127,6 +127,29 @@ def test_resume_reuses_cached_layers_and_only_those(graph, tmp_path):
     assert len(third.calls) == 4
 
 
+def test_resume_reuses_fused_pairs_but_not_across_fused_and_unfused_runs(graph, tmp_path):
+    first = run_network(graph, DEVICE, select="conv2_1", cache_dir=tmp_path, progress=False,
+                        layers=FakeLayerApi(), fuse=True)
+    again = FakeLayerApi()
+    second = run_network(graph, DEVICE, select="conv2_1", cache_dir=tmp_path, resume=True,
+                         progress=False, layers=again, fuse=True)
+    assert again.calls == []
+    assert all(record.cached for record in second.records)
+    assert [r.to_json() | {"cached": False} for r in second.records] == [
+        r.to_json() for r in first.records]
+    np.testing.assert_array_equal(second.output, first.output)
+    by_name = {r.name: r for r in second.records}
+    assert (by_name["conv2_1.add"].where, by_name["conv2_1.add"].lowering) == ("device", "fused")
+    # An unfused run reuses conv2_1.a (it ran alone) but finds no entry of its own for the
+    # pair's conv: conv2_1.b runs, and its add on the host.
+    unfused = FakeLayerApi()
+    third = run_network(graph, DEVICE, select="conv2_1", cache_dir=tmp_path, resume=True,
+                        progress=False, layers=unfused)
+    assert unfused.calls == [("conv2d", (1, 64, 16, 16), (64, 64, 3, 3))]
+    assert {r.name: r.where for r in third.records}["conv2_1.add"] == "host"
+    np.testing.assert_array_equal(third.output, first.output)
+
+
 def test_resume_ignores_a_cache_of_other_weights(graph, tmp_path):
     run_network(graph, DEVICE, select="conv1", cache_dir=tmp_path, progress=False,
                 layers=FakeLayerApi())
