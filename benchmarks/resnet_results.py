@@ -14,7 +14,8 @@ the host) and writes a report folder per run, ``docs/results/<run>/`` with ``lay
 whole network with its real activations); ``scalesim`` is SCALE-Sim's own ResNet-50
 topology (v1 shapes, no padding), each layer on synthetic inputs. ``--lowering im2col``
 forces the host-im2col path for every convolution (the first wave's baseline);
-``--fuse-residual`` runs the residual adds on the store path.
+Residual adds and pools run on the store path of the conv before them (fused) unless
+``--no-fuse`` runs them on the host, as the first wave did.
 """
 
 import argparse
@@ -47,7 +48,7 @@ class ForcedLowering:
 
 
 def run_name(topology, array, bus_bytes, lowering, fuse):
-    suffix = ("" if lowering == "auto" else f"-{lowering}") + ("-fused" if fuse else "")
+    suffix = ("" if lowering == "auto" else f"-{lowering}") + ("" if fuse else "-unfused")
     return f"{topology}-{array}-bus{bus_bytes}{suffix}"
 
 
@@ -58,10 +59,10 @@ def run(args):
         resnet50_v1_topology(), name="scalesim-resnet50")
     layers = api if args.lowering == "auto" else ForcedLowering(args.lowering)
     started = time.time()
-    result = run_network(graph, device, progress=True, layers=layers, fuse=args.fuse_residual)
+    result = run_network(graph, device, progress=True, layers=layers, fuse=not args.no_fuse)
     seconds = time.time() - started
-    name = run_name(args.topology, args.array, args.bus_bytes, args.lowering, args.fuse_residual)
-    summary = {"network": graph.name, "lowering": args.lowering, "fused": args.fuse_residual,
+    name = run_name(args.topology, args.array, args.bus_bytes, args.lowering, not args.no_fuse)
+    summary = {"network": graph.name, "lowering": args.lowering, "fused": not args.no_fuse,
                "seconds": round(seconds, 1),
                "machine": f"{platform.machine()}, {platform.python_version()}"}
     write_report(OUT / name, result.records, rows=rows, cols=cols, bus_bytes=args.bus_bytes,
@@ -99,7 +100,7 @@ def summarize(args):
               f"{_number(worst['cycles_over_roofline']):.2f}x its roofline")
         print(f"- checks: {sum(row['check'] == 'pass' for row in table + fused)} pass, "
               f"{sum(row['check'] == 'fail' for row in table + fused)} fail"
-              f"{f' ({len(fused)} residual adds fused)' if fused else ''}; run took "
+              f"{f' ({len(fused)} adds and pools fused)' if fused else ''}; run took "
               f"{summary.get('seconds', '?')} s\n")
         print("| layer | lowering | M x K x N | cycles | util | bytes / least | cycles / roofline |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
@@ -120,8 +121,8 @@ def main():
     run_parser.add_argument("--topology", choices=("model", "scalesim"), default="model")
     run_parser.add_argument("--lowering", choices=("auto", "window", "im2col"), default="auto")
     run_parser.add_argument("--backend", default="verilator")
-    run_parser.add_argument("--fuse-residual", action="store_true",
-                            help="run the residual adds on the store path of their convs")
+    run_parser.add_argument("--no-fuse", action="store_true",
+                            help="run residual adds and pools on the host")
     sub.add_parser("summarize")
     args = parser.parse_args()
     (run if args.command == "run" else summarize)(args)

@@ -64,10 +64,12 @@ trade-off figures); edit the template in that script, not this file.
   `--target ice40`, `--part 25k`).
 - The whole accelerator: `systolic synth --design top --array 8x8` takes the same
   multiplier options (`--multiplier auto` is `ecp5` for `--target ecp5`, with the part's
-  DSP count as the budget of the top's R x C PEs, one DSP each) and `--acc-bits`,
-  `--bus-bytes`; the tables here are the bare array only.
+  DSP count less the other units' as the budget of the top's R x C PEs, one DSP each),
+  `--acc-bits`, `--bus-bytes`, `--no-residual-add` and `--no-pooling`; the tables here are
+  the bare array only, the top has its own section below.
 - Code: `systolic.flow.synthesis` (Yosys, the designs, the multiplier choice),
   `systolic.flow.nextpnr` (parts, nextpnr's command line and report),
+  `systolic.flow.timing` (the worst paths, from nextpnr's routed delays),
   `systolic.flow.bitstream` (boards, PLL, amaranth-boards build) and
   `systolic.flow.toolchain`, which finds every tool: the variable `YOSYS`,
   `NEXTPNR_ECP5`, `NEXTPNR_ICE40`, `ECPPACK` or `ECPPLL` if set, else `yowasp-<tool>`
@@ -120,6 +122,105 @@ trade-off figures); edit the template in that script, not this file.
 ## Critical paths (nextpnr, after routing)
 
 {critical_paths}
+
+## The accelerator top: timing closure
+
+Measured by hand with the commands in the tables (the sweep copies this section as it is).
+`systolic synth --design top` synthesizes the whole `Accelerator` with the buffer sizes of
+`FPGA_SIZES` (`systolic/flow/synthesis.py`). Add `--pnr --paths N` to place and route it and
+list the `N` worst register-to-register paths: nextpnr reports one critical path per clock,
+so `systolic.flow.timing` runs a static timing analysis over the routed delays nextpnr
+writes (`--sdf`) and gives the worst path into every register group. Every run below was on
+the LFE5U-85F, speed 6, out of context, `--freq 150 --seed 1`, int8, `ecp5` PE multipliers,
+on a 2-core x86_64 machine shared with other jobs (hence the long place-and-route times).
+
+| top, int8 | command | LUT4 | CCU2C | FF | MULT18X18D | DP16KD | LUT RAM | Fmax MHz | PnR |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| 4x4 | `systolic synth --design top --array 4x4 --no-residual-add --no-pooling --pnr --paths 12` | 6,395 | 1,973 | 7,996 | 32 | 62 | 111 | 69.4 | 17 min |
+| 8x8 | `systolic synth --design top --array 8x8 --no-residual-add --no-pooling --pnr --paths 40` | 10,759 | 3,493 | 15,080 | 96 | 94 | 115 | 55.0 | 28 min |
+| 8x8, before these changes | `systolic synth --design top --array 8x8 --multiplier ecp5 --no-residual-add --pnr` | 10,202 | 3,863 | 11,518 | 96 | 94 | 115 | 35.0 | 6 min |
+| 16x16 (11 LUT-multiplier rows) | `systolic synth --design top --array 16x16 --no-residual-add --no-pooling` | 41,862 | 8,839 | 44,177 | 144 | 156 | 119 | not placed | – |
+
+The residual adder is left out (`--no-residual-add`): with it an 8x8 top needs
+64 + 4 x 8 + 12 x 8 = 192 MULT18X18D, more than the part's 156. The pooling unit, work in
+progress on the store path, is left out too (`--no-pooling`) so that the runs measure the
+same units before and after; with it the 8x8 top placed at 39.2 MHz in the run of step 1
+below, limited by the pooling unit's own paths (25.5 ns).
+
+### What limited the top, run by run (8x8)
+
+| step | change | Fmax MHz | worst path |
+| --- | --- | --- | --- |
+| before | the tree as it was (no pooling unit yet) | 35.0 | command memory output -> dispatcher checks -> load queue -> dispatcher state -> `pc` -> command memory address: 28.58 ns (10.46 ns logic, 18.11 ns routing), a loop through the block RAM |
+| 1 | dispatcher: fetch pipeline (below); counters count registered events; `units_idle` and `progress` registered | 39.2 (with the pooling unit) | pooling unit 25.5 ns; the dispatcher's worst 15.85 ns (watchdog compare -> `pc`) |
+| 2 | requantizer in 10 stages; load unit's address, row tag and end flags as registers; window reader: a registered command slot and a registered RAM address; the watchdog compare registered | 55.0 | store unit: serializer `beat` -> `ready` -> requantizer and reader enables -> accumulator block RAM `CEB`: 18.19 ns |
+
+After step 2 the worst path of each part of the top (`--paths 3000`, one path per source and
+sink unit):
+
+| part | worst path | ns | MHz |
+| --- | --- | --- | --- |
+| store unit | serializer `beat` -> `ready` -> the enables of the requantizer, readers and RAMs | 18.19 | 55.0 |
+| store unit | accumulator / parameter block RAM -> `acc + bias`, saturate -> requantizer stage 1 | 16.50 | 60.6 |
+| execute unit | accumulator block RAM -> `+ psum` -> accumulator write data (the read-modify-write) | 15.39 | 65.0 |
+| execute unit | execute queue head -> dispatch -> window reader start -> input-buffer address | 15.09 | 66.3 |
+| dispatcher | checked word -> `taken` -> `command_read.en` of the 32 command-memory RAMs | 13.79 | 72.5 |
+| token counters | store unit `beat` -> `signal` -> 16-bit up/down counter | 13.27 | 75.4 |
+| dispatcher | command memory -> `d_word` (nothing but routing after the RAM) | 12.31 | 81.3 |
+| dispatcher | `d_word` -> instruction checks -> `c_code` | 11.69 | 85.6 |
+| array | input buffer -> padding mux -> `in_data` | 11.68 | 85.6 |
+| load unit | load queue head -> accept -> `rows_left` | 11.33 | 88.3 |
+
+The dispatcher, whose path was the top's worst at 28.58 ns, now has its worst at 13.79 ns.
+
+**The block RAM limit.** On this part and speed grade, nextpnr's model gives a DP16KD read
+without its output register (`REGMODE NOREG`, what Yosys infers for every `lib.memory` read
+port) a clock-to-output of 5.83 ns; through its output register (`OUTREG`, one cycle more)
+0.96 ns. `python benchmarks/bram_timing.py` places one DP16KD read straight into fabric
+flip-flops: 145.3 MHz (6.88 ns, of which 1.05 ns routing) with `NOREG`, 499.2 MHz with
+`OUTREG`. So no design that reads a block RAM in one cycle reaches 150 MHz here, whatever
+follows the read: the top needs every buffer and the command memory read through the RAM's
+output register, i.e. two-cycle reads, with the units built for them (the dispatcher's `d_word`
+register is already placed where the output register goes). That is the next step, with:
+
+- the store unit: a skid register between the requantizer and the serializer (so that the
+  pipeline's enable is a register, not the end of the write channel's `ready`), the
+  serializer's address and end-of-row flags as registers (as in the load unit), and a register
+  after the accumulator and parameter reads;
+- the execute unit: the accumulator read-modify-write over three stages with forwarding of
+  the write in flight (one cycle more before a result is in the accumulator);
+- token counters and trackers: `signal` from registers.
+
+Cycle cost of the changes so far: the dispatcher offers the first instruction 3 cycles after
+`start` (was 1) and `done` follows the units going idle one cycle later; the requantizer adds
+4 cycles to each requantized STORE's pipeline fill (the residual adder 8); the window reader
+takes the next COMPUTE while the current one streams, which lets the execute unit go on
+earlier. `python benchmarks/conv_layer.py --array 8x8 --bus-bytes 4 --lowering window` (3x3,
+64 -> 64 channels, 28x28, verilator) runs in 456,711 cycles, against 456,850 with the
+dispatcher, requantizer, load unit and window reader as they were before (the rest of the
+tree the same); the cost model, which includes the new latencies, estimates 456,844.
+
+### 16x16
+
+The 16x16 int8 top fits the LFE5U-85F (Yosys only; its place and route, several times
+the 8x8's, was not run): 41,862 LUT4 + 2 x 8,839 CCU2C = 59,540 LUT4 equivalents (71 % of
+83,640), 44,177 flip-flops (53 %), 144 of 156 MULT18X18D, 156 of 208 DP16KD, 119 LUT RAMs,
+with the buffer sizes of `FPGA_SIZES`:
+
+| memory | rows | bits per row | KiB |
+| --- | --- | --- | --- |
+| input buffer | 4,096 | 128 (16 int8 activations) | 64 |
+| weight buffer | 1,024 | 128 (16 int8 weights) | 16 |
+| accumulator | 1,024 | 512 (16 x 32-bit sums; two read ports, so Yosys keeps two copies) | 64 |
+| parameter buffer | 256 | 1,120 (16 x bias, multiplier, shift) | 35 |
+| command memory | 4,096 instructions | 128 | 64 |
+
+Its 11 LUT rows come from the budget below: 156 - 4 x 16 = 92 DSPs, 5 rows of 16.
+
+The top's DSP budget: `--multiplier auto` gives the PEs the part's 156 MULT18X18D less those
+of the other units (`top_other_dsps`: 4 per column for the requantizer, 12 per column for the
+residual adder, `cols + 1` for the pooling unit), and puts LUT (Booth) multipliers in the
+remaining rows.
 
 ## Board self-test
 
@@ -203,8 +304,8 @@ def synthesize_point(design, workdir, pnr, freq):
     timing = {"synth_s": _yosys_seconds(workdir)}
     if pnr:
         start = time.monotonic()
-        result.fmax_mhz, result.utilization = run_nextpnr(workdir / "netlist.json", "ecp5", "85k",
-                                                          freq_mhz=freq)
+        result.fmax_mhz, result.utilization, _ = run_nextpnr(
+            workdir / "netlist.json", "ecp5", "85k", freq_mhz=freq)
         timing["pnr_s"] = round(time.monotonic() - start)
     return result, timing
 

@@ -125,11 +125,14 @@ def _warm_solvers(path):
             subprocess.run([tool, "--version"], capture_output=True, check=False)
 
 
-def _sby_text(mode, depth, engine):
+def _sby_text(mode, depth, engine, memory_map=False):
+    # memory_map turns small memories (queues) into registers: the solver then need not
+    # reason about arrays, which is faster for the few-entry queues of the unit proofs.
     return "\n".join([
         "[options]", f"mode {mode}", f"depth {depth}", "multiclock off", "",
         "[engines]", ENGINES[engine], "",
-        "[script]", "read_rtlil top.il", "prep -top top", "",
+        "[script]", "read_rtlil top.il", "prep -top top",
+        *(["memory_map", "opt -fast"] if memory_map else []), "",
         "[files]", "top.il", "",
     ])
 
@@ -152,6 +155,9 @@ def prove(harness, *, mode="bmc", depth=20, engine="boolector", folder=None, tim
         Where to write the files; default a temporary folder removed afterwards.
     timeout : float
         Seconds before SymbiYosys is stopped (then ``status`` is ``"TIMEOUT"``).
+
+    A harness with a true ``memory_map`` attribute has its memories mapped to registers
+    before the proof.
     """
     if mode not in ("bmc", "prove", "cover"):
         raise ValueError(f"mode must be bmc, prove or cover, not {mode!r}")
@@ -162,7 +168,8 @@ def prove(harness, *, mode="bmc", depth=20, engine="boolector", folder=None, tim
         work = pathlib.Path(folder or scratch)
         work.mkdir(parents=True, exist_ok=True)
         (work / "top.il").write_text(text)
-        (work / "proof.sby").write_text(_sby_text(mode, depth, engine))
+        (work / "proof.sby").write_text(
+            _sby_text(mode, depth, engine, getattr(harness, "memory_map", False)))
         env = dict(os.environ, PATH=_solver_path(work))
         _warm_solvers(env["PATH"].split(os.pathsep, 1)[1])
         sby = shutil.which("yowasp-sby", path=str(_tool_dir())) or "yowasp-sby"

@@ -5,9 +5,11 @@ import importlib
 
 from .api import LayerStats, conv2d, linear
 from .device import Device
+from .pooling import PoolSpec
 from .quant import AddRequant, Requant
 
-__all__ = ["AddRequant", "Device", "LayerStats", "OnnxModel", "Requant", "conv2d", "linear",
+__all__ = ["AddRequant", "Device", "LayerStats", "OnnxModel", "PoolSpec", "Requant", "conv2d",
+           "linear",
            "load_onnx_model", "run_onnx"]
 
 # The model importer (and the network runner behind it) loads on first use, so that a

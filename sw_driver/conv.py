@@ -53,7 +53,9 @@ def layout_window_conv(config, plan, requantize):
     in_rows = shape.batch * shape.height * shape.width * plan.in_blocks
     in_addr = image.allocate(in_rows * in_words, "input feature map")
     w_addr = image.allocate(plan.n_tiles * plan.k_tiles * config.rows * w_words, "weights")
-    out_addr = image.allocate(shape.output_pixels * plan.n_tiles * out_words, "output feature map")
+    out_rows = plan.pool.out_rows if plan.pool else shape.output_pixels * plan.n_tiles
+    out_addr = image.allocate(out_rows * out_words,
+                              "pooled output feature map" if plan.pool else "output feature map")
     return ConvLayout(param_addr, in_addr, in_words, w_addr, w_words, out_addr, out_words,
                       image.next_free)
 
@@ -159,8 +161,12 @@ class WindowLowering:
         offset, rows = piece
         image, out_y, _ = plan.block(block)
         pixel = (image * shape.out_height + out_y + offset) * shape.out_width
+        # dram_addr / stride place the rows (or, pooled, only their skip rows); an
+        # interleaved STORE covers every N tile, pixel by pixel.
+        stride = layout.out_words if plan.pool and plan.pool.interleaved else \
+            plan.n_tiles * layout.out_words
         program.store(acc_slot + offset * shape.out_width, rows * shape.out_width,
-                      param_row=n_tile, stride=plan.n_tiles * layout.out_words,
+                      param_row=n_tile, stride=stride,
                       dram_addr=layout.out_addr + (pixel * plan.n_tiles + n_tile) * layout.out_words,
                       **flags)
 
@@ -178,18 +184,21 @@ def window_program(config, plan, layout, requant=None, program=None, residual=No
         program.config_output(zero_point=requant.zero_point, qmin=requant.qmin, qmax=requant.qmax)
     if residual is not None:
         program.residual(residual, skip_offset=layout.end - layout.out_addr)
+    if plan.pool is not None:
+        plan.pool.emit(program, group_stride=plan.block_rows, dram_addr=layout.out_addr)
     program.window(plan.geometry)
     emit_schedule(program, plan, WindowLowering(config, plan, layout),
-                  requantize=requant is not None, residual=residual is not None)
+                  requantize=requant is not None, residual=residual is not None,
+                  pool=plan.pool.spec if plan.pool else None)
     program.done()
     return program
 
 
 @lru_cache(maxsize=1024)
-def choose_window_plan(config, shape, requantize, residual=False):
+def choose_window_plan(config, shape, requantize, residual=False, pool=None):
     """``(plan, Estimate)``: of :func:`~sw_driver.conv_plan.window_plan_candidates`, the one
     the cost model times fastest (then the least traffic)."""
-    return fastest(window_plan_candidates(config, shape),
+    return fastest(window_plan_candidates(config, shape, pool),
                    lambda plan: estimate_window_plan(config, plan, requantize, residual))
 
 
@@ -203,9 +212,9 @@ def estimate_window_plan(config, plan, requantize, residual=False):
     return model.estimate()
 
 
-def window_instruction_count(config, shape, requantize, residual=False):
+def window_instruction_count(config, shape, requantize, residual=False, pool=None):
     """Instructions of the windowed convolution's program, as the builder emits them."""
-    plan = choose_window_plan(config, shape, requantize, residual)[0]
+    plan = choose_window_plan(config, shape, requantize, residual, pool)[0]
     probe = probe_config(config)
     return len(window_program(probe, plan, layout_window_conv(probe, plan, requantize),
                               PROBE_REQUANT if requantize else None,
@@ -235,31 +244,38 @@ class WindowJob:
     requantize: bool
 
     @property
+    def out_rows(self):
+        pool = self.plan.pool
+        return pool.out_rows if pool else self.plan.shape.output_pixels * self.plan.n_tiles
+
+    @property
     def readback(self):
-        rows = self.plan.shape.output_pixels * self.plan.n_tiles
-        return [(self.layout.out_addr, rows * self.layout.out_words)]
+        return [(self.layout.out_addr, self.out_rows * self.layout.out_words)]
 
     def unpack(self, memory):
-        """The (N, O, OH, OW) output from the main-memory bytes after the run."""
+        """The (N, O, OH, OW) output (pooled: its pooled size) from the main-memory bytes."""
         config, shape = self.config, self.plan.shape
         start = self.layout.out_addr * config.bus_bytes
-        rows = shape.output_pixels * self.plan.n_tiles
-        raw = memory[start:start + rows * self.layout.out_words * config.bus_bytes]
+        raw = memory[start:start + self.out_rows * self.layout.out_words * config.bus_bytes]
         bits = config.out_bits if self.requantize else config.acc_bits
-        out_shape = (shape.batch, shape.out_channels, shape.out_height, shape.out_width)
+        out_h, out_w = self.plan.pool.out_size if self.plan.pool else (shape.out_height,
+                                                                        shape.out_width)
+        out_shape = (shape.batch, shape.out_channels, out_h, out_w)
         return unpack_feature_map(raw, out_shape, config.cols, bits)
 
 
-def build_window_conv(config, shape, x, weight, bias, requant=None, residual=None, plan=None):
+def build_window_conv(config, shape, x, weight, bias, requant=None, residual=None, plan=None,
+                      pool=None):
     """Lay out a checked convolution in a memory image and emit its windowed command stream.
 
     ``residual`` is ``(skip (N, O, OH, OW), AddRequant)``: the skip tensor added on the
     store path. ``plan`` (one of :func:`~sw_driver.conv_plan.window_plan_candidates`)
-    overrides the fastest one.
+    overrides the fastest one. ``pool`` (a :class:`~sw_driver.pooling.PooledMap`) pools the
+    output on the store path.
     """
     requantize = requant is not None
     if plan is None:
-        plan = choose_window_plan(config, shape, requantize, residual is not None)[0]
+        plan = choose_window_plan(config, shape, requantize, residual is not None, pool)[0]
     layout = layout_window_conv(config, plan, requantize)
     program = window_program(config, plan, layout, requant,
                              residual=None if residual is None else residual[1])

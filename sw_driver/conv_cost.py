@@ -9,6 +9,7 @@ matrix, :mod:`sw_driver.gemm`).
 from dataclasses import dataclass
 
 from .conv import choose_window_plan
+from .pooling import pooled_map
 from .program import ProgramError
 from .gemm import choose_gemm_plan
 
@@ -17,16 +18,23 @@ __all__ = ["LOWERINGS", "LoweringChoice", "estimate_window", "estimate_im2col", 
 LOWERINGS = ("auto", "window", "im2col")
 
 
-def estimate_window(config, shape, requantize, residual=False):
-    """:class:`~sw_driver.cost_model.Estimate` of the windowed lowering (``ProgramError`` if none)."""
-    return choose_window_plan(config, shape, requantize, residual)[1]
+def _pooled(config, shape, pool):
+    return pooled_map(pool, shape.batch, shape.out_height, shape.out_width, shape.out_channels,
+                      config.cols)
 
 
-def estimate_im2col(config, shape, requantize, residual=False):
+def estimate_window(config, shape, requantize, residual=False, pool=None):
+    """:class:`~sw_driver.cost_model.Estimate` of the windowed lowering (``ProgramError`` if
+    none); ``pool`` a :class:`~sw_driver.pooling.PoolSpec` on the store path."""
+    return choose_window_plan(config, shape, requantize, residual,
+                              _pooled(config, shape, pool))[1]
+
+
+def estimate_im2col(config, shape, requantize, residual=False, pool=None):
     """:class:`~sw_driver.cost_model.Estimate` of the host-im2col GEMM (``ProgramError`` if none)."""
     window = shape.channels * shape.kernel_h * shape.kernel_w
     return choose_gemm_plan(config, shape.output_pixels, window, shape.out_channels,
-                            requantize, residual)[1]
+                            requantize, residual, _pooled(config, shape, pool))[1]
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,7 @@ class LoweringChoice:
     im2col: object
 
 
-def choose_lowering(config, shape, requantize, lowering="auto", residual=False):
+def choose_lowering(config, shape, requantize, lowering="auto", residual=False, pool=None):
     """Pick ``"window"`` or ``"im2col"`` for ``shape``; raise ``ProgramError`` if neither runs.
 
     ``lowering="auto"`` takes the one with fewer estimated cycles (ties: window); a named
@@ -50,7 +58,7 @@ def choose_lowering(config, shape, requantize, lowering="auto", residual=False):
     for name, estimate in (("window", estimate_window), ("im2col", estimate_im2col)):
         if lowering in ("auto", name):
             try:
-                estimates[name] = estimate(config, shape, requantize, residual)
+                estimates[name] = estimate(config, shape, requantize, residual, pool)
             except ProgramError as error:
                 refusals[name] = str(error)
     if not estimates:

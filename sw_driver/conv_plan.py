@@ -84,6 +84,7 @@ class WindowPlan:
     reason: str
     acc_regions: int = 2            # accumulator regions of block_rows pixels, used in turn
     lead_group: int = 1             # N tiles computed per K slice in the first block's first pass
+    pool: object = None             # a sw_driver.pooling.PooledMap on the store path
 
     @property
     def n(self):
@@ -182,7 +183,7 @@ def _check_geometry(shape, in_blocks, config):
             f"buffer rows; the input buffer has {config.input_buffer_rows} rows")
 
 
-def window_plan_candidates(config, shape):
+def window_plan_candidates(config, shape, pool=None):
     """The plans worth timing, largest blocks first; raise ``ProgramError`` when windows
     cannot run the layer.
 
@@ -191,6 +192,10 @@ def window_plan_candidates(config, shape):
     cost in weight switches, halo rows and, with streamed weights, weight reads); each with
     one N tile, or as many as the accumulator's regions hold, in the first pass over K.
     :func:`sw_driver.conv.choose_window_plan` times them and takes the fastest.
+
+    ``pool`` (a :class:`~sw_driver.pooling.PooledMap`) pools the output on the store path:
+    a window pool keeps every N tile of a block in the accumulator at once (two blocks'
+    worth), a global average pool takes one whole image per block.
     """
     rows, cols = config.rows, config.cols
     in_blocks, n_tiles = channel_blocks(shape.channels, rows), channel_blocks(shape.out_channels, cols)
@@ -211,15 +216,31 @@ def window_plan_candidates(config, shape):
         return regions * shape.band_height(out_rows) * row_rows <= config.input_buffer_rows
 
     out_rows = min(out_h, slot // out_w)
+    if pool is not None:
+        pool.check(config)
+        if pool.interleaved:
+            out_rows = min(out_h, config.accumulator_rows // (2 * n_tiles * out_w))
+            if out_rows < 1:
+                raise ProgramError(
+                    f"a pooled convolution keeps its {n_tiles} N tiles of two blocks of at "
+                    f"least one {out_w}-pixel row in the {config.accumulator_rows}-row "
+                    f"accumulator: it does not fit")
+        elif out_rows < out_h:
+            raise ProgramError(f"a global average pool needs a whole {out_h}x{out_w} image per "
+                               f"block; an accumulator slot holds {slot} pixels")
     while out_rows > 1 and not fits(out_rows):
         out_rows -= 1
     if not fits(out_rows):
         raise ProgramError(f"two bands of {shape.band_height(1)} feature-map rows "
                            f"({row_rows} buffer rows each) do not fit the "
                            f"{config.input_buffer_rows}-row input buffer")
+    if pool is not None and not pool.interleaved and out_rows < out_h:
+        raise ProgramError(f"a global average pool needs a whole image per block; the input "
+                           f"buffer holds the band of {out_rows} of its {out_h} rows")
     fewest = ceil_div(out_h, out_rows)
     candidates, seen = [], set()
-    for split in (1, 2, 4):
+    splits = (1,) if pool is not None and not pool.interleaved else (1, 2, 4)
+    for split in splits:
         row_blocks = min(out_h, fewest * split)
         balanced = ceil_div(out_h, row_blocks)           # balanced blocks
         if balanced in seen or not fits(balanced):
@@ -227,8 +248,10 @@ def window_plan_candidates(config, shape):
         seen.add(balanced)
         plan = _window_plan(config, shape, in_blocks, n_tiles, balanced, row_rows)
         regions = config.accumulator_rows // plan.block_rows
+        if pool is not None and pool.interleaved:      # whole blocks of N tiles
+            regions = regions // n_tiles * n_tiles
         for group in sorted({1, min(regions, n_tiles)}):
-            candidates.append(replace(plan, acc_regions=regions, lead_group=group))
+            candidates.append(replace(plan, acc_regions=regions, lead_group=group, pool=pool))
     return candidates
 
 

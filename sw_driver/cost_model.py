@@ -29,6 +29,7 @@ from systolic.accelerator.isa import Buffer
 from systolic.accelerator.requantizer import REQUANTIZER_LATENCY
 from systolic.accelerator.top import QUEUE_DEPTH
 from systolic.accelerator.residual_add import ResidualAdd
+from systolic.accelerator.pooling import Pooling
 
 __all__ = ["TimingModel", "Estimate", "fastest"]
 
@@ -150,17 +151,36 @@ class TimingModel:
         for _ in range(4):              # four RESIDUAL instructions, one cycle each
             self._started("store", max(self._dispatch("store"), self.store_free))
 
+    def pool(self, spec, *, width, height, groups, group_stride, dram_addr, rows_out):
+        self._started("store", max(self._dispatch("store"), self.store_free))
+        self._pool = (spec, height * width, groups, spec.output_size(height, width))
+        self._pool_pixels = 0
+
     def store(self, acc_addr, rows, *, dram_addr, param_row, requantize, stride=None,
-              wait=False, signal=False, residual=False):
-        words = rows * self.config.row_words("output" if requantize else "raw")
+              wait=False, signal=False, residual=False, pool=False):
+        out_words = self.config.row_words("output" if requantize else "raw")
+        groups = self._pool[2] if pool else 1
+        words = rows * groups * out_words
         latency = 4 + (self._requantizer_latency if requantize else 0)
         if residual:                    # the skip rows cross the read channel too
             self.read_words += words
             latency += self._residual_latency
         start = max(self._dispatch("store"), self.store_free, self._take("execute->store", wait))
         self._started("store", start)
-        self.store_free = start + latency + words
-        self.write_words += words
+        if not pool:
+            self.store_free = start + latency + words
+            self.write_words += words
+        else:
+            # One accumulator row per cycle into the pooling unit; it writes fewer rows,
+            # and a map's last pooled row follows its last input.
+            spec, map_pixels, _, (out_h, out_w) = self._pool
+            self.store_free = start + latency + rows * groups
+            before = self._pool_pixels // map_pixels
+            self._pool_pixels += rows
+            maps = self._pool_pixels // map_pixels - before
+            self.write_words += maps * out_h * out_w * groups * out_words
+            if maps:
+                self.store_free += Pooling.window_latency + out_w * groups * out_words
         if signal:
             self._signal("store", "store->execute", self.store_free)
 
@@ -170,7 +190,8 @@ class TimingModel:
     # --- result ------------------------------------------------------------------------
 
     def estimate(self):
-        cycles = max(self.load_free, self.results_done, self.store_free) + 2
+        # done follows the last unit going idle by 3 cycles (the dispatcher registers idle)
+        cycles = max(self.load_free, self.results_done, self.store_free) + 3
         return Estimate(cycles=cycles, read_words=self.read_words, write_words=self.write_words,
                         vectors=self.vectors)
 

@@ -5,13 +5,14 @@ import dataclasses
 
 import numpy as np
 
-from sim.backends import run
+from sim.backends import get_backend
 from systolic.accelerator.isa import MAX_COMMANDS, ErrorCode
 from systolic.accelerator.top import COUNTER_NAMES
 
 from .conv import build_window_conv, window_instruction_count
 from .gemm import build_gemm, gemm_instruction_count
-from .lowering import conv2d_reference, exact_matmul, weight_matrix
+from .lowering import conv2d_reference, exact_matmul, unlower, weight_matrix
+from .pooling import pooled_map
 from .program import ProgramError
 from .quant import AddRequant, Requant, requantize
 from .reference import residual_add
@@ -154,9 +155,17 @@ def _cycle_budget(job):
     return 64 * (work + job.image.size // config.bus_bytes) + 100_000
 
 
+def _backend(device):
+    """The backend object that runs ``device``'s programs (all have the same ``run``)."""
+    if device.backend == "board":
+        from .board import get_board_backend
+        return get_board_backend(device.port, device.baud)
+    return get_backend(device.backend)
+
+
 def _run_job(device, job):
-    result = run(device.config, job.image, job.program.words(), max_cycles=_cycle_budget(job),
-                 readback=job.readback, backend=device.backend)
+    result = _backend(device).run(device.config, job.image, job.program.words(),
+                                  max_cycles=_cycle_budget(job), readback=job.readback)
     if result.error:
         raise AcceleratorError(f"the accelerator stopped with error code {result.error_code} "
                                f"({describe_error(result.error_code)})")
@@ -186,9 +195,18 @@ def _run_chunks(device, stats, chunks, build, axis):
     return np.concatenate(outputs, axis=axis)
 
 
-def run_gemm(device, a, w, bias, requant, residual=None):
+def _check_pool(pool, requant):
+    if pool is not None and requant is None:
+        raise ProgramError("pooling on the store path needs requantized outputs (requant=...)")
+
+
+def run_gemm(device, a, w, bias, requant, residual=None, pool=None):
     """``a (M x K) @ w (K x N) + bias`` (then ``requant``, then ``residual``: ``(skip (M x N),
-    AddRequant)``) on ``device``; ``(y, LayerStats)``."""
+    AddRequant)``) on ``device``; ``(y, LayerStats)``.
+
+    ``pool`` is ``(PoolSpec, images, height, width)``: the M rows are ``images`` maps of
+    ``height`` x ``width`` pixels, pooled on the store path; ``y`` is then the pooled
+    (images, N, pooled height, pooled width) map."""
     m, k = a.shape
     n = w.shape[1]
     check_accumulator_range(device, w, bias)
@@ -196,26 +214,34 @@ def run_gemm(device, a, w, bias, requant, residual=None):
         requant = check_requant(device, requant, n)
     residual = check_residual(device, residual, requant, (m, n))
     requantize = requant is not None
+    spec, geometry = (None, None) if pool is None else (pool[0], pool[1:])
+    _check_pool(spec, requant)
+    pooled = (lambda width: pooled_map(spec, *geometry, width, device.cols)) if pool else \
+        (lambda width: None)
     chunks = _column_chunks(
         device.config, n, device.cols,
         lambda width: gemm_instruction_count(device.config, m, k, width, requantize,
-                                             residual is not None),
+                                             residual is not None, pooled(width)),
         f"M={m}, K={k}, N={n}")
     stats = LayerStats(macs=m * k * n, rows=device.rows, cols=device.cols, backend=device.backend)
     if device.backend == "reference":
-        return _add_reference(device, _reference(a, w, bias, requant), residual), stats
+        y = _add_reference(device, _reference(a, w, bias, requant), residual)
+        if pool is not None:
+            y = spec.apply(unlower(y, *geometry))
+        return y, stats
 
     def build(start, stop):
         return build_gemm(device.config, a, w[:, start:stop], bias[start:stop],
                           _requant_part(requant, start, stop),
-                          _residual_part(residual, start, stop))
+                          _residual_part(residual, start, stop), pool=pooled(stop - start))
 
     return _run_chunks(device, stats, chunks, build, axis=1), stats
 
 
-def check_window_conv(device, shape, weight, bias, requant, residual=None):
+def check_window_conv(device, shape, weight, bias, requant, residual=None, pool=None):
     """Every check of :func:`run_window_conv`, before any simulation; returns
     ``(checked requant, checked residual, output-channel chunks)``."""
+    _check_pool(pool, requant)
     check_accumulator_range(device, weight_matrix(weight), bias)
     if requant is not None:
         requant = check_requant(device, requant, shape.out_channels)
@@ -226,30 +252,35 @@ def check_window_conv(device, shape, weight, bias, requant, residual=None):
         device.config, shape.out_channels, device.cols,
         lambda width: window_instruction_count(
             device.config, dataclasses.replace(shape, out_channels=width), requantize,
-            residual is not None),
+            residual is not None, pooled_map(pool, shape.batch, shape.out_height,
+                                              shape.out_width, width, device.cols)),
         f"{shape}")
     return requant, residual, chunks
 
 
-def run_window_conv(device, x, weight, bias, requant, shape, residual=None):
+def run_window_conv(device, x, weight, bias, requant, shape, residual=None, pool=None):
     """The convolution ``shape`` of ``x`` by ``weight`` with windows formed on chip.
 
     ``x`` (N, C, H, W) and ``weight`` (O, C, KH, KW) are checked for shape and range;
-    ``residual`` is ``(skip (N, O, OH, OW), AddRequant)``; returns ``(y (N, O, OH, OW),
-    LayerStats)``.
+    ``residual`` is ``(skip (N, O, OH, OW), AddRequant)``; ``pool`` a
+    :class:`~sw_driver.pooling.PoolSpec` on the store path; returns ``(y (N, O, OH, OW)``
+    (pooled: its pooled size)``, LayerStats)``.
     """
-    requant, residual, chunks = check_window_conv(device, shape, weight, bias, requant, residual)
+    requant, residual, chunks = check_window_conv(device, shape, weight, bias, requant, residual,
+                                                  pool)
     stats = LayerStats(macs=shape.macs, rows=device.rows, cols=device.cols,
                        backend=device.backend)
     if device.backend == "reference":
-        return _add_reference(device, conv2d_reference(x, weight, bias, shape.stride,
-                                                       shape.padding, requant=requant),
-                              residual), stats
+        y = _add_reference(device, conv2d_reference(x, weight, bias, shape.stride,
+                                                     shape.padding, requant=requant), residual)
+        return (y if pool is None else pool.apply(y)), stats
 
     def build(start, stop):
         part = dataclasses.replace(shape, out_channels=stop - start)
         return build_window_conv(device.config, part, x, weight[start:stop], bias[start:stop],
                                  _requant_part(requant, start, stop),
-                                 _residual_part(residual, start, stop))
+                                 _residual_part(residual, start, stop),
+                                 pool=pooled_map(pool, shape.batch, shape.out_height,
+                                                  shape.out_width, stop - start, device.cols))
 
     return _run_chunks(device, stats, chunks, build, axis=1), stats

@@ -8,8 +8,9 @@ import numpy as np
 from systolic.accelerator.isa import COMMAND_COUNT_BITS, Buffer
 
 from .cost_model import TimingModel, fastest
+from .feature_map import unpack_feature_map
 from .memory_image import MemoryImage, pack_rows, unpack_rows
-from .program import Program
+from .program import Program, ProgramError
 from .quant import AddRequant, Requant
 from .schedule import emit_schedule
 from .tiling import LEAD_ROWS, gemm_plan_candidates
@@ -31,17 +32,25 @@ class GemmJob:
     requantize: bool
 
     @property
+    def out_rows(self):
+        return self.plan.pool.out_rows if self.plan.pool else self.plan.n_tiles * self.plan.m
+
+    @property
     def readback(self):
-        rows = self.plan.n_tiles * self.plan.m
-        return [(self.output_addr, rows * self.output_row_words)]
+        return [(self.output_addr, self.out_rows * self.output_row_words)]
 
     def unpack(self, memory):
-        """Output matrix (M x N) from the main memory bytes after the run."""
+        """Output matrix (M x N) from the main memory bytes after the run; pooled, the
+        (images, N, pooled height, pooled width) map instead."""
         config, plan = self.config, self.plan
         word_bytes = config.bus_bytes
         start = self.output_addr * word_bytes
-        rows = plan.n_tiles * plan.m
+        rows = self.out_rows
         raw = memory[start:start + rows * self.output_row_words * word_bytes]
+        if plan.pool:
+            pool = plan.pool
+            return unpack_feature_map(raw, (pool.batch, plan.n, *pool.out_size), config.cols,
+                                      config.out_bits)
         raw = raw.reshape(rows, self.output_row_words * word_bytes)
         bits = config.out_bits if self.requantize else config.acc_bits
         values = unpack_rows(raw, config.cols, bits)                 # (n_tiles * M, cols)
@@ -112,7 +121,8 @@ def layout_gemm(config, plan, requantize):
     param_addr = image.allocate(plan.n_tiles * config.row_words("param"), "parameters")
     a_addr = image.allocate(plan.k_tiles * plan.m * a_words, "activations")
     w_addr = image.allocate(plan.n_tiles * plan.k_tiles * config.rows * w_words, "weights")
-    out_addr = image.allocate(plan.n_tiles * plan.m * out_words, "outputs")
+    out_rows = plan.pool.out_rows if plan.pool else plan.n_tiles * plan.m
+    out_addr = image.allocate(out_rows * out_words, "pooled outputs" if plan.pool else "outputs")
     return GemmLayout(param_addr, a_addr, a_words, w_addr, w_words, out_addr, out_words,
                       image.next_free)
 
@@ -131,17 +141,23 @@ def gemm_program(config, plan, layout, requant=None, program=None, residual=None
         program.config_output(zero_point=requant.zero_point, qmin=requant.qmin, qmax=requant.qmax)
     if residual is not None:
         program.residual(residual, skip_offset=layout.end - layout.out_addr)
+    if plan.pool is not None:
+        if residual is not None and plan.pool.interleaved:
+            raise ProgramError("a window pool after a residual add runs with windowed "
+                               "convolutions only (the GEMM's outputs are not pixel-major)")
+        plan.pool.emit(program, group_stride=plan.block_rows, dram_addr=layout.out_addr)
     emit_schedule(program, plan, GemmLowering(config, plan, layout),
-                  requantize=requant is not None, residual=residual is not None)
+                  requantize=requant is not None, residual=residual is not None,
+                  pool=plan.pool.spec if plan.pool else None)
     program.done()
     return program
 
 
 @lru_cache(maxsize=1024)
-def choose_gemm_plan(config, m, k, n, requantize, residual=False):
+def choose_gemm_plan(config, m, k, n, requantize, residual=False, pool=None):
     """``(plan, Estimate)``: of :func:`~sw_driver.tiling.gemm_plan_candidates`, the one the
     cost model times fastest (then the least traffic)."""
-    return fastest(gemm_plan_candidates(config, m, k, n),
+    return fastest(gemm_plan_candidates(config, m, k, n, pool),
                    lambda plan: estimate_gemm(config, plan, requantize, residual))
 
 
@@ -155,9 +171,9 @@ def estimate_gemm(config, plan, requantize, residual=False):
     return model.estimate()
 
 
-def gemm_instruction_count(config, m, k, n, requantize, residual=False):
+def gemm_instruction_count(config, m, k, n, requantize, residual=False, pool=None):
     """Instructions of the GEMM's program, as the builder emits them (no operands needed)."""
-    plan = choose_gemm_plan(config, m, k, n, requantize, residual)[0]
+    plan = choose_gemm_plan(config, m, k, n, requantize, residual, pool)[0]
     probe = probe_config(config)
     return len(gemm_program(probe, plan, layout_gemm(probe, plan, requantize),
                             PROBE_REQUANT if requantize else None,
@@ -181,7 +197,7 @@ def skip_region(config, layout, rows):
     return packed.reshape(-1)
 
 
-def build_gemm(config, a, w, bias=None, requant=None, residual=None, plan=None):
+def build_gemm(config, a, w, bias=None, requant=None, residual=None, plan=None, pool=None):
     """Lay out operands in a memory image and emit the tiled command stream.
 
     ``a``, ``w``, ``bias`` must already be checked (shapes, ranges, overflow). The program
@@ -193,7 +209,7 @@ def build_gemm(config, a, w, bias=None, requant=None, residual=None, plan=None):
     n = w.shape[1]
     requantize = requant is not None
     if plan is None:
-        plan = choose_gemm_plan(config, m, k, n, requantize, residual is not None)[0]
+        plan = choose_gemm_plan(config, m, k, n, requantize, residual is not None, pool)[0]
     layout = layout_gemm(config, plan, requantize)
     program = gemm_program(config, plan, layout, requant,
                            residual=None if residual is None else residual[1])

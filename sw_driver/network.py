@@ -2,26 +2,24 @@
 
 Conv and fc nodes go through the layer API (:func:`sw_driver.conv2d` /
 :func:`sw_driver.linear`, or any object with those two functions passed as ``layers``) on a
-:class:`~sw_driver.Device`; max pool, global average pool and residual adds run on the host
-with :mod:`sw_driver.reference`. Every device layer is checked against the integer
+:class:`~sw_driver.Device`; residual adds and pools that follow a conv run on its store path
+(:mod:`sw_driver.fusion`), other adds and pools on the host with :mod:`sw_driver.reference`. Every device layer is checked against the integer
 reference on the same inputs (``check=False`` skips that). Selecting later layers runs
 the layers they depend on with the host reference first. With a ``cache_dir`` every
 finished output and its record are stored as ``<layer>.npz`` / ``<layer>.json``;
 ``resume=True`` reuses them when the layer, its inputs and the device are unchanged.
 """
 
-import dataclasses
-import hashlib
-import json
-import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from . import api, reference
+from .fusion import find_fusion, oriented_add
+from .layer_cache import LayerCache, graph_keys
+from .program import ProgramError
 from .lowering import conv2d_reference, linear_reference
 
 __all__ = ["LayerResult", "NetworkRun", "LayerCache", "synthetic_inputs", "reference_output",
@@ -90,83 +88,6 @@ class NetworkRun:
         return [record.name for record in self.records if record.check == "fail"]
 
 
-def _digest(hasher, value):
-    """Feed ``value`` (arrays, dataclasses, scalars, containers) into ``hasher``."""
-    if isinstance(value, np.ndarray):
-        hasher.update(f"{value.dtype}{value.shape}".encode())
-        hasher.update(np.ascontiguousarray(value).tobytes())
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        hasher.update(type(value).__name__.encode())
-        for item in dataclasses.fields(value):
-            _digest(hasher, getattr(value, item.name))
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            _digest(hasher, item)
-    else:
-        hasher.update(repr(value).encode())
-
-
-def _graph_keys(graph, inputs, on_device, device, check):
-    """A key per node that changes whenever its output could: its parameters, its inputs'
-    keys and, for device layers, the device and the check flag."""
-    keys = {}
-    for name, value in inputs.items():
-        hasher = hashlib.blake2b(digest_size=16)
-        _digest(hasher, np.asarray(value, np.int64))
-        keys[name] = hasher.hexdigest()
-    for node in graph:
-        hasher = hashlib.blake2b(digest_size=16)
-        _digest(hasher, node)
-        hasher.update("".join(keys[name] for name in node.inputs).encode())
-        if node.name in on_device:
-            hasher.update(f"device {device!r} check {check}".encode())
-        keys[node.name] = hasher.hexdigest()
-    return keys
-
-
-def _compact(array):
-    """The narrowest signed dtype that holds ``array`` (files stay small for int8 activations)."""
-    for dtype in (np.int8, np.int16, np.int32):
-        info = np.iinfo(dtype)
-        if array.size == 0 or (array.min() >= info.min and array.max() <= info.max):
-            return array.astype(dtype)
-    return array
-
-
-class LayerCache:
-    """Finished layers on disk: ``<layer>.npz`` (output, key) and ``<layer>.json`` (record)."""
-
-    def __init__(self, folder):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, name, suffix):
-        return self.folder / (re.sub(r"[^A-Za-z0-9_.-]", "_", name) + suffix)
-
-    def save(self, name, key, output, record=None):
-        """Store ``output`` (and ``record`` when the layer was selected) under ``key``."""
-        np.savez(self._path(name, ".npz"), output=_compact(np.asarray(output)), key=key)
-        meta = {"key": key, "record": record.to_json() if record else None}
-        self._path(name, ".json").write_text(json.dumps(meta, indent=1))
-
-    def load(self, name, key, need_record=False):
-        """``(output, record)`` stored under ``key``, or ``None`` when absent or stale."""
-        npz_path, json_path = self._path(name, ".npz"), self._path(name, ".json")
-        if not (npz_path.exists() and json_path.exists()):
-            return None
-        meta = json.loads(json_path.read_text())
-        if meta.get("key") != key or (need_record and meta.get("record") is None):
-            return None
-        with np.load(npz_path) as stored:
-            if str(stored["key"]) != key:
-                return None
-            output = stored["output"].astype(np.int64)
-        record = LayerResult.from_json(meta["record"]) if meta.get("record") else None
-        if record is not None:
-            record.cached = True
-        return output, record
-
-
 def synthetic_inputs(graph, batch=1, seed=0):
     """Deterministic random inputs uniform over the signed ``graph.act_bits`` range."""
     lo, hi = -(1 << (graph.act_bits - 1)), (1 << (graph.act_bits - 1)) - 1
@@ -209,13 +130,13 @@ def reference_outputs(graph, inputs, names=None):
     return {name: values[name] for name in wanted}
 
 
-def _device_call(node, inputs, device, layers, residual=None):
-    """Run a conv or fc node through the layer API ``layers``; returns ``(y, LayerStats)``."""
+def _device_call(node, inputs, device, layers, fused):
+    """Run a conv or fc node through the layer API ``layers``; returns ``(y, LayerStats)``.
+    ``fused`` holds the conv's ``residual`` and ``pool`` arguments, if any."""
     x = _shifted(node, inputs[0])
     if node.kind == "conv":
-        extra = {} if residual is None else {"residual": residual}
         return layers.conv2d(x, node.weight, node.bias, stride=node.stride,
-                             padding=node.padding, requant=node.requant, device=device, **extra)
+                             padding=node.padding, requant=node.requant, device=device, **fused)
     return layers.linear(x, node.weight, node.bias, requant=node.requant, device=device)
 
 
@@ -253,9 +174,10 @@ def _compare(record, output, expected):
 
 
 def run_layer(node, inputs, device, *, check=True, weight_bits=8, act_bits=8, layers=api,
-              residual=None):
+              **fused):
     """Run one node (conv/fc on ``device`` through ``layers``, others on the host);
-    return ``(output, LayerResult)``. ``residual`` (conv only) is passed to the layer API."""
+    return ``(output, LayerResult)``. ``fused`` (conv only: ``residual``, ``pool``) is passed
+    to the layer API."""
     input_shapes = [np.shape(x) for x in inputs]
     output_shape = node.output_shape(*input_shapes)
     min_read, min_write = _min_traffic(node, input_shapes, output_shape, weight_bits, act_bits)
@@ -266,7 +188,7 @@ def run_layer(node, inputs, device, *, check=True, weight_bits=8, act_bits=8, la
         gemm_shape=_gemm_shape(node, output_shape))
     start = time.perf_counter()
     if node.kind in ("conv", "linear"):
-        output, stats = _device_call(node, inputs, device, layers, residual)
+        output, stats = _device_call(node, inputs, device, layers, fused)
         record.where, record.backend = "device", stats.backend
         record.cycles, record.bytes_moved = stats.cycles, stats.bytes_moved
         record.utilization, record.stalls = stats.utilization, dict(stats.stalls or {})
@@ -279,55 +201,41 @@ def run_layer(node, inputs, device, *, check=True, weight_bits=8, act_bits=8, la
     return np.asarray(output, np.int64), record
 
 
-def _fused_add(order, position, last_reader, chosen):
-    """The add that the conv at ``position`` can run fused with, else ``None``.
-
-    The add must come right after the conv in the run, read the conv's output and be its
-    only reader, and both must be selected (or both not): the device then writes the sum
-    instead of the conv's output, which nothing else needs.
-    """
-    node = order[position]
-    if node.kind != "conv" or node.requant is None or position + 1 >= len(order):
-        return None
-    add = order[position + 1]
-    if (add.kind != "add" or node.name not in add.inputs or len(set(add.inputs)) != 2
-            or last_reader.get(node.name) != position + 1
-            or (node.name in chosen) != (add.name in chosen)):
-        return None
-    return add
-
-
-def _oriented(add, conv_name):
-    """The add's parameters with the conv's output as input ``a`` (the skip as ``b``)."""
-    params = add.params
-    if add.inputs[0] == conv_name:
-        return params
-    return dataclasses.replace(
-        params, a_zero_point=params.b_zero_point, a_multiplier=params.b_multiplier,
-        a_shift=params.b_shift, b_zero_point=params.a_zero_point,
-        b_multiplier=params.a_multiplier, b_shift=params.a_shift)
-
-
-def run_fused(node, add, inputs, skip, device, *, check=True, weight_bits=8, act_bits=8,
+def run_fused(fusion, inputs, skip, device, *, check=True, weight_bits=8, act_bits=8,
               layers=api):
-    """Run conv ``node`` with the residual ``add`` on its store path; return
-    ``(add output, conv LayerResult, add LayerResult)``. The add's record says where=device
-    and lowering=fused (its cycles and bytes are in the conv's)."""
-    conv_output = np.asarray(reference_output(node, inputs), np.int64)
-    add_inputs = [conv_output if name == node.name else skip for name in add.inputs]
+    """Run the conv of ``fusion`` with its add and/or pool on the store path; return
+    ``(output of the chain's last node, [records of the chain's nodes])``. The add's and
+    pool's records say where=device and lowering=fused (their cycles and bytes are in the
+    conv's, whose least written bytes are the chain's output)."""
+    node, add, pool = fusion.conv, fusion.add, fusion.pool
+    extra = {}
+    if add is not None:
+        extra["residual"] = (skip, oriented_add(add, node.name))
+    if pool is not None:
+        extra["pool"] = fusion.spec
     output, conv_record = run_layer(node, inputs, device, check=False, weight_bits=weight_bits,
-                                    act_bits=act_bits, layers=layers,
-                                    residual=(skip, _oriented(add, node.name)))
-    _, add_record = run_layer(add, add_inputs, device, check=False, weight_bits=weight_bits,
-                              act_bits=act_bits)
-    add_record.where, add_record.lowering, add_record.backend = "device", "fused", \
-        conv_record.backend
-    add_record.bytes_moved = None
+                                    act_bits=act_bits, layers=layers, **extra)
+    records, value, expected = [conv_record], np.asarray(reference_output(node, inputs),
+                                                         np.int64), None
+    for later in (add, pool):
+        if later is None:
+            continue
+        later_inputs = [value] if later is pool else [
+            value if name == node.name else skip for name in later.inputs]
+        value, record = run_layer(later, later_inputs, device, check=False,
+                                  weight_bits=weight_bits, act_bits=act_bits)
+        record.where, record.lowering, record.backend = "device", "fused", conv_record.backend
+        record.bytes_moved = None
+        records.append(record)
+    # The chain's least traffic: the skip tensor read too, only the last output written.
+    if add is not None:
+        conv_record.min_read_bytes += skip.size * -(-act_bits // 8)
+    conv_record.min_write_bytes = records[-1].min_write_bytes
+    conv_record.min_bytes = conv_record.min_read_bytes + conv_record.min_write_bytes
     if check:
-        expected = reference_output(add, add_inputs)
-        _compare(conv_record, output, expected)
-        _compare(add_record, output, expected)
-    return output, conv_record, add_record
+        for record in records:
+            _compare(record, output, value)
+    return output, records
 
 
 def _execution_plan(graph, selected):
@@ -342,7 +250,7 @@ def _execution_plan(graph, selected):
 
 
 def run_network(graph, device, *, select=None, batch=1, inputs=None, seed=0, check=True,
-                cache_dir=None, resume=False, progress=True, layers=None, fuse=False):
+                cache_dir=None, resume=False, progress=True, layers=None, fuse=True):
     """Run the selected layers of ``graph`` (all by default) and check them.
 
     Parameters
@@ -367,8 +275,10 @@ def run_network(graph, device, *, select=None, batch=1, inputs=None, seed=0, che
         (the default), e.g. a test double.
     fuse : bool
         Run a residual add that directly follows the conv producing one of its inputs on
-        that conv's store path (:func:`run_fused`). Fused pairs are cached as pairs (under
-        keys of their own, so a fused and an unfused run never reuse each other's entries).
+        that conv's store path, and a pool that follows either there too
+        (:mod:`sw_driver.fusion`, :func:`run_fused`). Fused chains are cached as chains
+        (under keys of their own, so fused and unfused runs never reuse each other's
+        entries).
 
     Returns
     -------
@@ -388,15 +298,22 @@ def run_network(graph, device, *, select=None, batch=1, inputs=None, seed=0, che
         if node.name in fused_into:                     # ran with its conv
             records.extend(fused_into.pop(node.name))
         else:
-            add = _fused_add(order, position, last_reader, step.chosen) if fuse else None
+            fusion = find_fusion(order, position, last_reader, step.chosen) if fuse else None
             node_inputs = [values[name] for name in node.inputs]
-            if add is not None and node.name in step.chosen:
-                skip = values[next(name for name in add.inputs if name != node.name)]
-                values[add.name], conv_record, add_record = step.run_fused(
-                    node, add, node_inputs, np.asarray(skip, np.int64))
-                values[node.name] = None
-                records.append(conv_record)
-                fused_into[add.name] = [add_record]
+            if fusion is not None and node.name in step.chosen:
+                skip = None
+                if fusion.add is not None:
+                    skip = np.asarray(values[next(name for name in fusion.add.inputs
+                                                  if name != node.name)], np.int64)
+                values[fusion.last.name], chain = step.run_fused(fusion, node_inputs, skip)
+                for later, record in zip(fusion.nodes, chain):
+                    if later is node:
+                        records.append(record)
+                    else:
+                        values.setdefault(later.name, None)
+                        fused_into[later.name] = [record]
+                for earlier in fusion.nodes[:-1]:
+                    values[earlier.name] = None
             else:
                 values[node.name], record = step.run(node, node_inputs)
                 if record is not None:
@@ -417,7 +334,7 @@ class _Step:
         self.layers = layers
         self.resume = resume
         self.cache = LayerCache(cache_dir) if cache_dir is not None else None
-        self.keys = _graph_keys(graph, inputs, chosen, device, check) if self.cache else {}
+        self.keys = graph_keys(graph, inputs, chosen, device, check) if self.cache else {}
 
     def run(self, node, node_inputs):
         """``(output, record)``; the record is ``None`` for nodes that were not selected."""
@@ -436,19 +353,41 @@ class _Step:
             self.cache.save(node.name, self.keys[node.name], output, record)
         return output, record
 
-    def run_fused(self, node, add, node_inputs, skip):
-        """``(add output, conv record, add record)`` of a fused pair, cached as a pair: the
-        conv's entry holds only its record (the device never wrote its own output)."""
-        keys = [self.keys[name] + "|fused" for name in (node.name, add.name)] if self.cache else ()
+    def run_fused(self, fusion, node_inputs, skip):
+        """``(output of the chain, [records])`` of a fused chain, cached as a chain: only
+        the last node's entry holds an output (the device wrote no other).
+
+        A pool the hardware cannot place (``ProgramError`` from the planner: its map or
+        channel groups exceed the pooling unit, the accumulator cannot hold its N tiles)
+        runs on the host instead: the chain is cut before it."""
+        nodes = fusion.nodes
+        keys = ([self.keys[node.name] + fusion.key for node in nodes] if self.cache else ())
         if self.cache and self.resume:
-            conv = self.cache.load(node.name, keys[0], need_record=True)
-            summed = self.cache.load(add.name, keys[1], need_record=True)
-            if conv is not None and summed is not None:
-                return summed[0], conv[1], summed[1]
-        output, conv_record, add_record = run_fused(
-            node, add, node_inputs, skip, self.device, check=self.check,
-            weight_bits=self.graph.weight_bits, act_bits=self.graph.act_bits, layers=self.layers)
+            found = [self.cache.load(node.name, key, need_record=True)
+                     for node, key in zip(nodes, keys)]
+            if all(entry is not None for entry in found):
+                return found[-1][0], [entry[1] for entry in found]
+        try:
+            output, records = run_fused(
+                fusion, node_inputs, skip, self.device, check=self.check,
+                weight_bits=self.graph.weight_bits, act_bits=self.graph.act_bits,
+                layers=self.layers)
+        except ProgramError:
+            if fusion.pool is None:
+                raise
+            shorter = fusion.without_pool()
+            if shorter is None:
+                output, record = self.run(fusion.conv, node_inputs)
+                return self._host_pool(fusion, output, [record])
+            output, records = self.run_fused(shorter, node_inputs, skip)
+            return self._host_pool(fusion, output, records)
         if self.cache:
-            self.cache.save(node.name, keys[0], np.zeros(0, np.int64), conv_record)
-            self.cache.save(add.name, keys[1], output, add_record)
-        return output, conv_record, add_record
+            for index, (node, key, record) in enumerate(zip(nodes, keys, records)):
+                stored = output if index == len(nodes) - 1 else np.zeros(0, np.int64)
+                self.cache.save(node.name, key, stored, record)
+        return output, records
+
+    def _host_pool(self, fusion, value, records):
+        """The pool of ``fusion`` on the host, after the rest of the chain ran."""
+        output, record = self.run(fusion.pool, [value])
+        return output, records + [record]

@@ -9,7 +9,8 @@ preceded, in program order, by a matching signal), so that a program built with
 from dataclasses import dataclass
 
 from systolic.accelerator.isa import (COORDINATE_BITS, DRAM_ADDR_BITS, SRAM_ADDR_BITS, Buffer,
-                                      Opcode, ResidualPart, encode, pack_window_fields,
+                                      Opcode, ResidualPart, encode, pack_fields,
+                                      pack_window_fields, pool_geometry_layout,
                                       window_geometry_layout, window_tap_layout)
 
 __all__ = ["Program", "ProgramError", "WindowGeometry"]
@@ -50,6 +51,7 @@ class Program:
         self.tokens = dict.fromkeys(CHANNELS, 0)
         self.window_geometry = None
         self.skip_offset = None
+        self.pool_groups = None         # channel groups of the last POOL
 
     def __len__(self):
         return len(self.instructions)
@@ -232,20 +234,53 @@ class Program:
                    dram_addr=int(skip_offset) & double)
         self.skip_offset = int(skip_offset)
 
+    def pool(self, spec, *, width, height, groups, group_stride, dram_addr, rows_out):
+        """Set the pooling of later pooled STOREs: a ``height`` x ``width`` map (raster
+        order) of ``groups`` channel groups, each group's rows ``group_stride`` accumulator
+        rows after the previous one's, pooled by ``spec`` (a
+        :class:`~sw_driver.pooling.PoolSpec`) and written from word ``dram_addr`` on:
+        ``rows_out`` pooled rows in all (every map of the run)."""
+        spec.check(self.config, height, width, groups)
+        if not 0 <= group_stride < (1 << SRAM_ADDR_BITS):
+            raise ProgramError(f"group stride {group_stride!r} does not fit 16 bits")
+        row_words = self.config.row_words("output")
+        self._check_dram(dram_addr, rows_out, row_words, row_words)
+        geometry = pack_fields(pool_geometry_layout, mode=spec.hardware_mode.value,
+                               k=spec.kernel, stride=spec.stride, pad=spec.padding,
+                               groups=groups)
+        self._emit(Opcode.POOL, rows=width, sram_addr=height, sram_addr2=group_stride,
+                   dram_addr=dram_addr, dram_stride=geometry)
+        self.pool_groups, self.pool_group_stride = groups, group_stride
+
     def store(self, acc_addr, rows, *, dram_addr, param_row, requantize, stride=None,
-              wait=False, signal=False, residual=False):
+              wait=False, signal=False, residual=False, pool=False):
         """Post-process accumulator rows and write them to main memory.
 
         With ``residual`` (requantized stores only) the skip tensor at the write addresses
-        plus the last :meth:`residual` offset is added first.
+        plus the last :meth:`residual` offset is added first. With ``pool`` the rows go
+        through the pooling unit as the last :meth:`pool` set it: each of the ``rows``
+        pixels reads one row per channel group (``acc_addr + g * group_stride + pixel``,
+        parameter row ``param_row + g``); ``dram_addr`` and ``stride`` then only place the
+        skip rows (pixel-major, group innermost).
         """
         kind = "output" if requantize else "raw"
         row_words = self.config.row_words(kind)
         stride = row_words if stride is None else stride
+        groups = 1
         self._check_rows(rows)
-        self._check_sram("accumulator", acc_addr, rows, self.config.accumulator_rows)
-        self._check_sram("parameter buffer", param_row, 1, self.config.param_rows)
-        self._check_dram(dram_addr, rows, stride, row_words)
+        if pool:
+            if not requantize:
+                raise ProgramError("a pooled STORE must requantize")
+            if self.pool_groups is None:
+                raise ProgramError("a pooled STORE needs an earlier POOL instruction")
+            groups = self.pool_groups
+            reach = (groups - 1) * self.pool_group_stride + rows
+            self._check_sram("accumulator", acc_addr, reach, self.config.accumulator_rows)
+            self._check_sram("parameter buffer", param_row, groups, self.config.param_rows)
+        else:
+            self._check_sram("accumulator", acc_addr, rows, self.config.accumulator_rows)
+            self._check_sram("parameter buffer", param_row, 1, self.config.param_rows)
+            self._check_dram(dram_addr, rows, stride, row_words)
         if residual:
             if not self.config.residual_add:
                 raise ProgramError("this accelerator has no residual adder (residual_add=False)")
@@ -253,11 +288,12 @@ class Program:
                 raise ProgramError("a residual STORE must requantize")
             if self.skip_offset is None:
                 raise ProgramError("a residual STORE needs earlier RESIDUAL instructions")
-            self._check_dram((dram_addr + self.skip_offset) % (1 << DRAM_ADDR_BITS), rows,
-                             stride, row_words)
+            self._check_dram((dram_addr + self.skip_offset) % (1 << DRAM_ADDR_BITS),
+                             rows * groups, stride, row_words)
         self._emit(Opcode.STORE, waits=["execute->store"] * wait,
                    signals=["store->execute"] * signal, wait_prev=wait, signal_prev=signal,
-                   flags={"requantize": bool(requantize), "residual": bool(residual)},
+                   flags={"requantize": bool(requantize), "residual": bool(residual),
+                          "pool": bool(pool)},
                    rows=rows, sram_addr=acc_addr, sram_addr2=param_row, dram_addr=dram_addr,
                    dram_stride=stride)
 

@@ -1,6 +1,6 @@
 """Integer numpy references of the pooling and residual-add stages (NCHW layout).
 
-These define what :class:`systolic.blocks.pooling.Pooling` and
+These define what :class:`systolic.accelerator.pooling.Pooling` and
 :class:`systolic.accelerator.residual_add.ResidualAdd` compute, bit for bit, and are what the
 driver runs on the host. All are vectorized; results are int64.
 

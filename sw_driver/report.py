@@ -121,6 +121,8 @@ def format_table(records, rows, cols, bus_bytes=None):
                       _cell(row["macs"] / 1e6 if row["macs"] else None, ".2f"),
                       _cell(row["cycles"], ","), _cell(row["utilization"], ".1%"),
                       _cell(row["cycles_over_roofline"], ".2f"),
+                      # a fused layer's traffic is in its conv's row
+                      "-" if row["lowering"] == "fused" else
                       _cell(row["bytes_moved"] or row["min_bytes"], ","), row["check"]])
     macs = sum(record.macs for record in records)
     measured = [record for record in records if record.cycles]

@@ -31,7 +31,7 @@ from systolic.accelerator.isa import Buffer
 __all__ = ["emit_schedule"]
 
 
-def emit_schedule(program, plan, lowering, requantize, residual=False):
+def emit_schedule(program, plan, lowering, requantize, residual=False, pool=None):
     """Emit the loop nest of ``plan`` into ``program`` with the steps of ``lowering``.
 
     Parameters
@@ -55,8 +55,18 @@ def emit_schedule(program, plan, lowering, requantize, residual=False):
     requantize : bool
     residual : bool
         Stores add the skip tensor (the program's RESIDUAL instructions come first).
+    pool : sw_driver.pooling.PoolSpec, optional
+        Stores go through the pooling unit (the program's POOL comes first). A window
+        pool takes each block's N tiles together, pixel by pixel: one STORE per block,
+        after its last N tile (``acc_regions`` is then a multiple of ``n_tiles``, a ring of
+        whole blocks); a global average pool keeps one STORE per N tile.
     """
     store_flags = {"residual": True} if residual else {}
+    if pool is not None:
+        store_flags["pool"] = True
+    interleaved = pool is not None and not pool.is_global
+    # With interleaved stores a block's N tiles are one unit of the accumulator ring.
+    ring_blocks = plan.acc_regions // plan.n_tiles
     config = program.config
     slots, steps = plan.weight_slots, plan.steps
     per_block = plan.n_tiles * plan.k_tiles
@@ -148,23 +158,31 @@ def emit_schedule(program, plan, lowering, requantize, residual=False):
                     piecewise = len(loads_groups) > 1
                     if piecewise:
                         pieces = [piece for piece, _ in paired]
-                    elif step == steps - 1:
+                    elif step == steps - 1 and not interleaved:
                         pieces = lowering.store_pieces(block)
                     else:
                         pieces = [lowering.whole(block)]
                     last_k = k_tile == plan.k_tiles - 1
                     last_of_block = position == per_block - 1
+                    if interleaved:
+                        waits_store = n_tile == 0 and block >= ring_blocks
+                        stored = last_k and n_tile == plan.n_tiles - 1
+                    else:
+                        waits_store = pair >= regions
+                        stored = last_k
                     for index, piece in enumerate(pieces):
                         last_piece = index == len(pieces) - 1
                         lowering.compute(program, block, k_tile, piece, acc_slot,
                                          accumulate=k_tile > 0, switch=index == 0,
                                          wait_load=index > 0 and piecewise,
-                                         wait_store=(k_tile == 0 and pair >= regions
-                                                     and index == 0),
+                                         wait_store=k_tile == 0 and waits_store and index == 0,
                                          signal_load=frees_region and last_of_block and last_piece,
-                                         signal_store=last_k and (final_pair or last_piece))
+                                         signal_store=stored and (
+                                             last_piece or (final_pair and not interleaved)))
                     step += 1
                     position += 1
+            if interleaved:
+                continue
             for n_tile in n_group:
                 pair = block * plan.n_tiles + n_tile
                 acc_slot = (pair % regions) * plan.block_rows
@@ -172,6 +190,12 @@ def emit_schedule(program, plan, lowering, requantize, residual=False):
                 for piece in stores:
                     lowering.store(program, block, n_tile, piece, acc_slot, requantize=requantize,
                                    wait=True, signal=pair + regions < pairs, **store_flags)
+        if interleaved:
+            # Every N tile of the block, pixel by pixel: one STORE through the pooling unit.
+            acc_slot = (block % ring_blocks) * plan.n_tiles * plan.block_rows
+            lowering.store(program, block, 0, lowering.whole(block), acc_slot,
+                           requantize=requantize, wait=True,
+                           signal=block + ring_blocks < plan.blocks, **store_flags)
 
 
 def _emit_loads(program, loads, *, wait, signal=True):

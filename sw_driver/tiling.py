@@ -41,6 +41,7 @@ class GemmPlan:
     weights_resident: bool = False    # all weight tiles loaded once, kept for every block
     acc_regions: int = 2              # accumulator regions of block_rows rows, used in turn
     lead_group: int = 1               # N tiles computed per K slice in the first block's first pass
+    pool: object = None               # a sw_driver.pooling.PooledMap on the store path
 
     @property
     def steps(self):
@@ -55,7 +56,7 @@ class GemmPlan:
         return (block % 2 if self.blocks > 1 else 0) * self.block_rows * self.k_tiles
 
 
-def gemm_plan_candidates(config, m, k, n):
+def gemm_plan_candidates(config, m, k, n, pool=None):
     """The plans worth timing, largest blocks first; raise ``ProgramError`` if the GEMM
     cannot be tiled.
 
@@ -63,6 +64,10 @@ def gemm_plan_candidates(config, m, k, n):
     of M when it fits once), or a half or a quarter of that; each with one N tile, or as
     many as the accumulator's regions hold, in the first pass over K.
     :func:`sw_driver.gemm.choose_gemm_plan` times them and takes the fastest.
+
+    ``pool`` (a :class:`~sw_driver.pooling.PooledMap` of the M rows as images) pools the
+    output on the store path: a window pool keeps every N tile of two blocks in the
+    accumulator, a global average pool takes one image per block.
     """
     for name, value in (("M", m), ("K", k), ("N", n)):
         if value < 1:
@@ -82,13 +87,29 @@ def gemm_plan_candidates(config, m, k, n):
             f"K={k} needs {k_tiles} input-buffer rows per activation row, twice that for double "
             f"buffering; the input buffer has {config.input_buffer_rows} rows: the layer cannot "
             f"be tiled")
+    splits = (1, 2, 4)
+    if pool is not None:
+        pool.check(config)
+        if pool.interleaved:
+            block_rows = min(block_rows, config.accumulator_rows // (2 * n_tiles))
+        else:
+            image = pool.height * pool.width
+            if image > min(block_rows, accumulator_slot) or (m > image and image > double_buffered):
+                raise ProgramError(f"a global average pool needs a whole {image}-pixel image "
+                                   f"per block: it does not fit the buffers")
+            block_rows, splits = image, (1,)
+        if block_rows < 1:
+            raise ProgramError(f"a pooled GEMM keeps its {n_tiles} N tiles of two blocks in the "
+                               f"{config.accumulator_rows}-row accumulator: it does not fit")
     # Balance the blocks: a short last block would idle the array on weight switches and
     # make the execute unit wait for the store of a long one.
     fewest = ceil_div(m, block_rows)
     capacity = config.weight_buffer_rows // config.rows
     candidates, seen = [], set()
-    for split in (1, 2, 4):
+    for split in splits:
         rows = ceil_div(m, min(m, fewest * split))
+        if pool is not None and not pool.interleaved:
+            rows = block_rows                           # one image per block
         blocks = ceil_div(m, rows)
         if rows in seen or (blocks > 1 and rows > double_buffered):
             continue
@@ -97,9 +118,11 @@ def gemm_plan_candidates(config, m, k, n):
         # once and stay: the load unit then only streams A blocks, back to back.
         resident = blocks > 1 and k_tiles * n_tiles <= capacity
         regions = config.accumulator_rows // rows
+        if pool is not None and pool.interleaved:       # whole blocks of N tiles
+            regions = regions // n_tiles * n_tiles
         for group in sorted({1, min(regions, n_tiles)}):
             candidates.append(GemmPlan(
                 m=m, k=k, n=n, k_tiles=k_tiles, n_tiles=n_tiles, block_rows=rows,
                 blocks=blocks, weight_slots=min(capacity, k_tiles * n_tiles),
-                weights_resident=resident, acc_regions=regions, lead_group=group))
+                weights_resident=resident, acc_regions=regions, lead_group=group, pool=pool))
     return candidates

@@ -5,9 +5,7 @@ Package map (see ``docs/architecture.md``):
 - :mod:`systolic.accelerator` -- everything the accelerator top instantiates: the
   configuration, the instruction set, the interfaces between units, the dispatcher,
   the load / execute / store units, their buffers and queues, the MAC array and the
-  requantizer.
-- :mod:`systolic.blocks` -- verified stream blocks that the top does not instantiate yet
-  (line buffer, pooling, residual add).
+  store path (requantizer, residual add, pooling with its line buffer).
 - :mod:`systolic.flow` -- synthesis and place and route with Yosys / nextpnr.
 - :mod:`systolic.boards` -- board wrappers (the ULX3S self-test bitstream).
 - :mod:`systolic.params` -- parameter checks and integer-range arithmetic.

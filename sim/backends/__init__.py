@@ -17,7 +17,7 @@ from .base import RunResult, SimulationTimeout, SimulatorToolError, TopInfo, tra
 __all__ = ["RunResult", "TopInfo", "SimulationTimeout", "SimulatorToolError",
            "BACKENDS", "DEFAULT_BACKEND", "get_backend", "run"]
 
-BACKENDS = ("pysim", "verilator", "cxxrtl")
+BACKENDS = ("pysim", "verilator", "cxxrtl", "link")
 DEFAULT_BACKEND = "verilator"
 
 _instances = {}
@@ -40,6 +40,8 @@ def get_backend(name):
             from .pysim import PysimBackend as backend_class
         elif name == "verilator":
             from .verilator import VerilatorBackend as backend_class
+        elif name == "link":
+            from ..link.simulated import LinkBackend as backend_class
         else:
             from .cxxrtl import CxxrtlBackend as backend_class
         _instances[name] = backend_class()
@@ -64,7 +66,8 @@ def run(harness, memory_bytes, commands, max_cycles, readback=None, *, backend=D
     readback : sequence of (int, int), optional
         ``(first_word, word_count)`` ranges to read back; default the whole memory.
     backend : str
-        ``"pysim"``, ``"verilator"`` or ``"cxxrtl"``.
+        ``"pysim"``, ``"verilator"``, ``"cxxrtl"``, or ``"link"`` (the board's system,
+        compiled, driven through the host protocol; see ``docs/link.md``).
     trace : str or path, optional
         Waveform file (``.vcd``; ``.fst`` with Verilator). A compiled backend builds a
         separate, traced model for this.

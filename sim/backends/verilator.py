@@ -53,6 +53,7 @@ class VerilatorBackend(CompiledBackend):
 
     name = "verilator"
     harness_files = ("sim_main.h", "verilator_main.cpp")
+    main_file = "verilator_main.cpp"   # the C++ main compiled with the model
     trace_formats = ("vcd", "fst")
 
     def check_tools(self):
@@ -79,7 +80,7 @@ class VerilatorBackend(CompiledBackend):
         trace_level = {None: 0, "vcd": 1, "fst": 2}[traced]
         argv = [str(self._root / "bin" / "verilator"), *VERILATOR_FLAGS, *trace_flags,
                 "-CFLAGS", f"-DSIMH_TRACE={trace_level} -I{folder}",
-                "-Mdir", "obj", "-o", "../sim", "top.v", "verilator_main.cpp"]
+                "-Mdir", "obj", "-o", "../sim", "top.v", self.main_file]
         run_tool(argv, folder, "verilating the model", env=env)
         runtime = cache_root() / f"verilator-runtime-{self._runtime_key()}"
         _copy_runtime(runtime, folder / "obj")

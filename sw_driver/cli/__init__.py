@@ -15,6 +15,7 @@ import importlib
 import sys
 
 from sim.backends import SimulationTimeout, SimulatorToolError
+from sim.link.client import LinkError
 
 from ..execution import AcceleratorError
 from ..program import ProgramError
@@ -26,7 +27,8 @@ COMMANDS = {
     "gemm": ("gemm", "run a random GEMM through the simulated array and check it", False),
     "synth": ("synth", "synthesize the array (or accelerator) and report resources and Fmax",
               False),
-    "board": ("board", "build a self-test bitstream of the array for an FPGA board", False),
+    "board": ("board", "build a bitstream for an FPGA board: the array's self-test or the "
+                       "accelerator behind its host link", False),
     "conv2d": ("conv2d", "run one conv2d layer from .npy files on the accelerator", True),
     "linear": ("linear", "run one fully-connected layer from .npy files on the accelerator",
                True),
@@ -61,7 +63,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 # The project's own error types: anything else is a bug and keeps its traceback.
 USER_ERRORS = (CliError, ProgramError, AcceleratorError, SimulatorToolError,
-               SimulationTimeout)
+               SimulationTimeout, LinkError)
 
 
 def build_parser(command=None):

@@ -4,6 +4,8 @@ import argparse
 import re
 from pathlib import Path
 
+from systolic.link.protocol import DEFAULT_BAUD
+
 from ..device import BACKEND_NAMES, Device
 from . import CliError
 
@@ -79,7 +81,13 @@ def add_hardware_arguments(parser, *, array="8x8", backend=True):
                        help="main-memory bus bytes per cycle, each direction (default 16)")
     if backend:
         group.add_argument("--backend", choices=BACKEND_NAMES, default="verilator",
-                           help="simulation backend (default verilator)")
+                           help="simulation backend (default verilator); board: an FPGA "
+                                "board through its serial port, link: the same system "
+                                "simulated (both with the board build's sizes)")
+        group.add_argument("--port", metavar="DEVICE",
+                           help="serial port of the board, e.g. /dev/ttyUSB0 (--backend board)")
+        group.add_argument("--baud", type=int_at_least(1), default=DEFAULT_BAUD, metavar="RATE",
+                           help=f"serial rate of the board (default {DEFAULT_BAUD})")
     return group
 
 
@@ -96,7 +104,20 @@ def device_from_args(args, **overrides):
     if hasattr(args, "backend"):
         fields["backend"] = args.backend
     fields.update(overrides)
+    backend = fields.get("backend")
+    if backend == "board" and not args.port:
+        raise CliError("--backend board needs --port (the board's serial port, e.g. "
+                       "/dev/ttyUSB0)")
+    if getattr(args, "port", None) and backend != "board":
+        raise CliError(f"--port is for --backend board, not {backend}")
     try:
+        if backend in ("board", "link"):
+            from systolic.link.system import board_config
+
+            # The sizes of the board build (`systolic board --design link`).
+            hardware = {name: value for name, value in fields.items() if name != "backend"}
+            return Device(board_config(**hardware), backend=backend, port=args.port,
+                          baud=args.baud)
         return Device(**fields)
     except (TypeError, ValueError) as error:
         message = str(error)

@@ -66,8 +66,9 @@ def add_arguments(parser):
                         help="do not compare device layers with the integer reference")
     output.add_argument("--resume", action="store_true",
                         help="reuse finished layers cached in the report folder")
-    output.add_argument("--fuse-residual", action="store_true",
-                        help="run each residual add on the store path of the conv before it "
+    output.add_argument("--no-fuse", action="store_true",
+                        help="run residual adds and pools on the host, layer by layer, "
+                             "instead of on the store path of the conv before them "
                              "(where = device, lowering = fused)")
     output.add_argument("--export-topology", metavar="FILE.csv",
                         help="also write the selected layers as a SCALE-Sim topology")
@@ -215,7 +216,7 @@ def run(args, *, layers=None):
     result = run_network(graph, device, select=args.selection, batch=args.batch,
                          seed=args.seed, check=not args.no_check, cache_dir=report / "cache",
                          resume=args.resume, progress=not args.no_progress, layers=layers,
-                         fuse=args.fuse_residual)
+                         fuse=not args.no_fuse)
     rows, cols = device.rows, device.cols
     summary = {"network": graph.name, "selection": args.selection, "backend": args.backend,
                "batch": args.batch, "weight_bits": graph.weight_bits,

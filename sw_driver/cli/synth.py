@@ -7,7 +7,7 @@ from pathlib import Path
 from systolic.accelerator.pe import MULTIPLIERS
 from systolic.flow.nextpnr import ECP5_85K_DSPS, check_part
 from systolic.flow.synthesis import (DESIGNS, TARGETS, SynthesisError, build_design,
-                                     choose_multipliers, synthesize)
+                                     choose_multipliers, synthesize, top_other_dsps)
 from systolic.flow.toolchain import ToolNotFound
 from systolic.params import MAX_OPERAND_BITS, MIN_OPERAND_BITS, check_int
 
@@ -27,6 +27,8 @@ def add_arguments(parser):
     parser.add_argument("--no-residual-add", action="store_true",
                         help="leave the store path's residual adder out of the top (it costs "
                              "three 32-bit multipliers per column)")
+    parser.add_argument("--no-pooling", action="store_true",
+                        help="leave the store path's pooling unit out of the top")
     parser.add_argument("--target", choices=TARGETS, default="ecp5",
                         help="Yosys flow: synth_ecp5 (default), synth_ice40 or generic synth")
     parser.add_argument("--part", default=None,
@@ -44,10 +46,14 @@ def add_arguments(parser):
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--lut-rows", type=int, default=None, metavar="N",
                         help="use LUT multipliers in the last N PE rows (default: as many as "
-                             "the ECP5 part's DSP count needs)")
+                             "the ECP5 part's DSP count needs, less the DSPs of the top's "
+                             "requantizer, residual adder and pooling unit)")
     budget.add_argument("--dsp-budget", type=int, default=None, metavar="N",
                         help=f"use LUT multipliers in as many rows as needed to stay within "
                              f"N DSPs (the LFE5U-85F has {ECP5_85K_DSPS})")
+    parser.add_argument("--paths", type=int, default=0, metavar="N",
+                        help="with --pnr: list the N worst register-to-register paths "
+                             "(a timing analysis of the routed delays)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE",
                         help="write the report as JSON")
     parser.add_argument("--build-dir", type=Path, default=None, metavar="DIR",
@@ -90,6 +96,10 @@ def format_report(result, *, title, seconds):
         lines.append(f"  placed {name:<21}{entry['used']:>10,} of {entry['available']:,}")
     if result.fmax_mhz is not None:
         lines.append(f"  {'Fmax (nextpnr)':<28}{result.fmax_mhz:>10.2f} MHz")
+    if result.paths:
+        lines.append("  worst paths (ns, source register -> sink pin):")
+        lines += [f"    {path['delay_ns']:>6.2f}  {path['source']} -> {path['sink']}"
+                  for path in result.paths]
     lines.append(f"  ({seconds:.0f} s)")
     return "\n".join(lines)
 
@@ -102,6 +112,9 @@ def _plan(args):
     check_option("--seed", args.seed, minimum=0)
     if args.pnr and args.target == "generic":
         raise CliError("--pnr needs --target ecp5 or ice40, not generic")
+    check_option("--paths", args.paths, minimum=0, maximum=1000)
+    if args.paths and not args.pnr:
+        raise CliError("--paths needs --pnr (paths are read from the routed design)")
     if args.multiplier == "ecp5" and args.target != "ecp5":
         raise CliError(f"--multiplier ecp5 needs --target ecp5, not {args.target}")
     if args.lut_rows is not None:
@@ -113,9 +126,12 @@ def _plan(args):
     except ValueError as error:
         raise CliError(f"--part: {error}") from None
     try:
+        reserved = (top_other_dsps(cols=cols, residual_add=not args.no_residual_add,
+                                   pooling=not args.no_pooling)
+                    if args.design == "top" else 0)
         multiplier, lut_rows = choose_multipliers(
             args.target, rows=rows, cols=cols, part=part, multiplier=args.multiplier,
-            lut_rows=args.lut_rows, dsp_budget=args.dsp_budget)
+            lut_rows=args.lut_rows, dsp_budget=args.dsp_budget, reserved_dsps=reserved)
     except (TypeError, ValueError) as error:
         raise CliError(str(error)) from None
     return rows, cols, part, multiplier, lut_rows
@@ -124,7 +140,7 @@ def _plan(args):
 def run(args):
     rows, cols, part, multiplier, lut_rows = _plan(args)
     top_fields = (dict(acc_bits=args.acc_bits, out_bits=args.act_bits, bus_bytes=args.bus_bytes,
-                       residual_add=not args.no_residual_add)
+                       residual_add=not args.no_residual_add, pooling=not args.no_pooling)
                   if args.design == "top" else {})
     try:
         design = build_design(args.design, rows=rows, cols=cols, weight_bits=args.weight_bits,
@@ -135,7 +151,8 @@ def run(args):
     start = time.monotonic()
     try:
         result = synthesize(design, target=args.target, part=part, pnr=args.pnr,
-                            freq_mhz=args.freq, seed=args.seed, workdir=args.build_dir)
+                            freq_mhz=args.freq, seed=args.seed, workdir=args.build_dir,
+                            paths=args.paths)
     except (SynthesisError, ToolNotFound, ValueError) as error:
         raise CliError(str(error)) from None
     seconds = time.monotonic() - start

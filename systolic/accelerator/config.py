@@ -44,7 +44,10 @@ class AcceleratorConfig:
     choose the PE multipliers (see :class:`~systolic.accelerator.pe.ProcessingElement`;
     ``"ecp5"`` places MULT18X18D blocks for synthesis and cannot be simulated).
     ``residual_add`` puts the TFLite ADD on the store path (three 32-bit multipliers per
-    column); without it a residual STORE is a ``BAD_STORE`` error.
+    column); without it a residual STORE is a ``BAD_STORE`` error. ``pooling`` puts the
+    pooling unit after it (max and average pools of maps up to ``pool_max_width`` x
+    ``pool_max_height`` with ``pool_max_groups`` channel groups of ``cols`` channels, and
+    global average pools); without it a pooled STORE is a ``BAD_STORE`` error.
     """
     rows: int = 8
     cols: int = 8
@@ -64,6 +67,10 @@ class AcceleratorConfig:
     multiplier: str = "generic"
     lut_multiplier_rows: int = 0
     residual_add: bool = True
+    pooling: bool = True
+    pool_max_width: int = 128
+    pool_max_height: int = 128
+    pool_max_groups: int = 8
 
     def __post_init__(self):
         check_int("rows", self.rows, minimum=1, maximum=128)
@@ -87,8 +94,12 @@ class AcceleratorConfig:
         check_int("memory_words", self.memory_words, minimum=1, maximum=1 << 31)
         check_int("watchdog_cycles", self.watchdog_cycles, minimum=16, maximum=1 << 32)
         check_multiplier(self.multiplier)
-        if not isinstance(self.residual_add, bool):
-            raise TypeError(f"residual_add must be True or False, not {self.residual_add!r}")
+        for name in ("residual_add", "pooling"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, not {getattr(self, name)!r}")
+        check_int("pool_max_width", self.pool_max_width, minimum=1, maximum=1 << 15)
+        check_int("pool_max_height", self.pool_max_height, minimum=1, maximum=1 << 15)
+        check_int("pool_max_groups", self.pool_max_groups, minimum=1, maximum=(1 << 12) - 1)
         check_int("lut_multiplier_rows", self.lut_multiplier_rows, minimum=0, maximum=self.rows)
 
     @staticmethod

@@ -16,7 +16,8 @@ __all__ = ["Opcode", "Buffer", "ResidualPart", "ErrorCode", "FIELDS", "INSTRUCTI
            "MAX_COMMANDS", "ROW_COUNT_BITS", "SRAM_ADDR_BITS", "DRAM_ADDR_BITS",
            "ERROR_CODE_BITS", "COUNTER_SELECT_BITS", "COUNTER_BITS", "FLAG_BITS",
            "COORDINATE_BITS", "flags_layout", "instruction_layout", "window_geometry_layout",
-           "window_tap_layout", "encode", "decode", "decode_flags", "pack_window_fields"]
+           "window_tap_layout", "pool_geometry_layout", "encode", "decode", "decode_flags",
+           "pack_window_fields", "pack_fields"]
 
 INSTRUCTION_BITS = 128
 # One constant per width of the accelerator's host-facing ports and fields.
@@ -43,6 +44,7 @@ class Opcode(enum.IntEnum):
     DONE = 6      # wait until every unit is idle, then finish
     WINDOW = 7    # feature-map geometry for later windowed COMPUTEs (execute unit)
     RESIDUAL = 8  # one part of the residual-add parameters for later STOREs (store unit)
+    POOL = 9      # pooling geometry and output address for later pooled STOREs (store unit)
 
 
 class Buffer(enum.IntEnum):
@@ -72,7 +74,8 @@ class ErrorCode(enum.IntEnum):
     DEADLOCK = 7           # no unit made progress for a long time (token mismatch)
     COMMAND_RANGE = 8      # more instructions than the command memory holds
     BAD_WINDOW = 9         # WINDOW with a zero output width, feature-map size or stride
-    BAD_STORE = 10         # a residual STORE without requantization
+    BAD_STORE = 10         # a residual or pooled STORE without requantization (or its unit)
+    BAD_POOL = 11          # POOL with a geometry the pooling unit cannot run
 
 
 # The meaning of the flag bits, per opcode (opcodes without flags leave them 0).
@@ -86,6 +89,7 @@ flags_layout = data.UnionLayout({
     "store": data.StructLayout({
         "requantize": unsigned(1),     # requantized outputs, else raw accumulator + bias
         "residual": unsigned(1),       # then add the skip tensor (TFLite ADD), then clamp
+        "pool": unsigned(1),           # then pool (geometry and output address from POOL)
     }),
     "residual": data.StructLayout({"part": unsigned(2)}),                 # a ResidualPart
 })
@@ -124,6 +128,18 @@ window_tap_layout = data.StructLayout({
     "x": signed(COORDINATE_BITS),              # input column of each output row's first vector
     "column": unsigned(SRAM_ADDR_BITS),        # buffer offset of that column (modulo 2**16)
     "reserved": unsigned(COORDINATE_BITS),
+})
+
+# POOL gives its ``dram_stride`` this meaning (``rows``: map width, ``sram_addr``: map
+# height, ``sram_addr2``: accumulator rows between channel groups, ``dram_addr``: where the
+# pooled map goes); see docs/isa.md.
+pool_geometry_layout = data.StructLayout({
+    "mode": unsigned(2),                       # systolic.accelerator.pooling.PoolMode
+    "k": unsigned(2),                          # window 2 or 3 (global average: 1)
+    "stride": unsigned(2),                     # 1 or 2
+    "pad": unsigned(2),                        # 0 .. k - 1
+    "groups": unsigned(12),                    # channel groups (accumulator regions) per pixel
+    "reserved": unsigned(12),
 })
 
 # name: (lsb, width) of every field the host sets, derived from the layout.
@@ -187,6 +203,13 @@ def encode(opcode, **fields):
 def pack_window_fields(layout, **values):
     """``(dram_addr, dram_stride)`` holding ``values`` laid out as ``layout``
     (:data:`window_geometry_layout` or :data:`window_tap_layout`); signed fields may be negative."""
+    bits = pack_fields(layout, **values)
+    address_bits = FIELDS["dram_addr"][1]
+    return bits & ((1 << address_bits) - 1), bits >> address_bits
+
+
+def pack_fields(layout, **values):
+    """``values`` laid out as the struct ``layout``, as an int; signed fields may be negative."""
     bits = 0
     for name, value in values.items():
         try:
@@ -200,8 +223,7 @@ def pack_window_fields(layout, **values):
             raise ValueError(f"{name}={value!r} does not fit a {'signed ' * field.shape.signed}"
                              f"{field.width}-bit field")
         bits |= (value & ((1 << field.width) - 1)) << field.offset
-    address_bits = FIELDS["dram_addr"][1]
-    return bits & ((1 << address_bits) - 1), bits >> address_bits
+    return bits
 
 
 def decode(word):

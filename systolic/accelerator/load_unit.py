@@ -7,7 +7,8 @@ from amaranth.utils import ceil_log2
 
 from .interfaces import (BufferWriteSignature, MemoryReadSignature, TokenSignalSignature,
                          TokenWaitSignature)
-from .isa import DRAM_ADDR_BITS, FLAG_BITS, SRAM_ADDR_BITS, Buffer, instruction_layout
+from .isa import (DRAM_ADDR_BITS, FLAG_BITS, ROW_COUNT_BITS, SRAM_ADDR_BITS, Buffer,
+                  instruction_layout)
 from .tracker import CompletionTracker
 
 __all__ = ["LoadUnit", "read_tag_layout"]
@@ -95,22 +96,35 @@ class LoadUnit(wiring.Component):
 
         insn = Signal(instruction_layout)
         buffer = insn.flags.load.buffer
-        row = Signal(SRAM_ADDR_BITS)
         request = self.memory.request
         beat = Signal.like(request.payload.tag.beat)
         row_base = Signal(DRAM_ADDR_BITS)
-        beats = Signal.like(beat)
+        # The request's address, row tag and end-of-row / end-of-instruction flags are
+        # registers, updated one request ahead, so that nothing but a few gates lies
+        # between them and the read channel.
+        addr = Signal(DRAM_ADDR_BITS + 1)        # row_base + beat (past 2**32 is beyond memory)
+        addr_ok = Signal()                       # addr < memory_words
+        tag_row = Signal(SRAM_ADDR_BITS)         # sram_addr + row
+        beats = Signal.like(beat)                # words per row - 1
+        last_beat = Signal()                     # beat == beats
+        rows_left = Signal(ROW_COUNT_BITS)       # rows after the current one
+        head_beats = Signal.like(beat)
         for kind_buffer, kind in KINDS.items():
-            with m.If(buffer == kind_buffer):
-                m.d.comb += beats.eq(config.row_words(kind) - 1)
+            with m.If(self.insn.payload.flags.load.buffer == kind_buffer):
+                m.d.comb += head_beats.eq(config.row_words(kind) - 1)
 
-        addr = row_base + beat
+        def in_memory(value):
+            words = config.memory_words
+            if words & (words - 1) == 0:         # a power of two: the upper bits are zero
+                return value[words.bit_length() - 1:] == 0
+            return value < words
+
         m.d.comb += [
-            request.payload.addr.eq(addr),
+            request.payload.addr.eq(addr[:DRAM_ADDR_BITS]),
             request.payload.tag.buffer.eq(buffer),
-            request.payload.tag.row.eq(insn.sram_addr + row),
+            request.payload.tag.row.eq(tag_row),
             request.payload.tag.beat.eq(beat),
-            request.payload.tag.last.eq(beat == beats),
+            request.payload.tag.last.eq(last_beat),
             tracker.progress.eq(received),
             self.tokens_to_execute.signal.eq(tracker.fire[0]),
         ]
@@ -123,24 +137,32 @@ class LoadUnit(wiring.Component):
                 m.d.comb += self.waiting_for_execute.eq(self.insn.valid & ~tokens_ok)
                 with m.If(self.insn.valid & tokens_ok & tracker.push.ready & ~self.error):
                     m.d.comb += [self.insn.ready.eq(1), tokens.take.eq(head.wait_next)]
-                    m.d.sync += [insn.eq(head), row.eq(0), beat.eq(0), row_base.eq(head.dram_addr)]
+                    m.d.sync += [insn.eq(head), beat.eq(0), row_base.eq(head.dram_addr),
+                                 addr.eq(head.dram_addr), addr_ok.eq(in_memory(head.dram_addr)),
+                                 tag_row.eq(head.sram_addr), beats.eq(head_beats),
+                                 last_beat.eq(head_beats == 0), rows_left.eq(head.rows - 1)]
                     m.next = "ISSUE"
             with m.State("ISSUE"):
-                with m.If(addr >= config.memory_words):
+                with m.If(~addr_ok):
                     m.d.sync += self.error.eq(1)
                     m.next = "IDLE"
                 with m.Else():
                     m.d.comb += request.valid.eq(1)
                 with m.If(request.valid & request.ready):
-                    m.d.sync += [issued.eq(issued + 1), beat.eq(beat + 1)]
-                    with m.If(beat == beats):
-                        m.d.sync += [beat.eq(0), row.eq(row + 1),
-                                     row_base.eq(row_base + insn.dram_stride)]
-                        with m.If(row + 1 == insn.rows):
+                    m.d.sync += issued.eq(issued + 1)
+                    with m.If(last_beat):
+                        next_row = row_base + insn.dram_stride
+                        m.d.sync += [beat.eq(0), last_beat.eq(beats == 0), tag_row.eq(tag_row + 1),
+                                     rows_left.eq(rows_left - 1), row_base.eq(next_row),
+                                     addr.eq(next_row), addr_ok.eq(in_memory(next_row))]
+                        with m.If(rows_left == 0):
                             m.d.comb += [tracker.push.valid.eq(insn.signal_next),
                                          tracker.push.payload.target.eq(issued + 1),
                                          tracker.push.payload.flags.eq(1)]
                             m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += [beat.eq(beat + 1), last_beat.eq(beat + 1 == beats),
+                                     addr.eq(addr + 1), addr_ok.eq(in_memory(addr + 1))]
         m.d.comb += self.busy.eq(fsm.ongoing("ISSUE") | tracker.pending | (issued != received))
         self._assemble(m, received)
         return m

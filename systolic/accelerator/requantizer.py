@@ -17,7 +17,7 @@ __all__ = ["Requantizer", "requant_layout", "saturate", "register", "delay",
 INT32_MIN, INT32_MAX = signed_range(32)
 OUTPUT_VALUE_BITS = 17      # a value of the output domain (zero point, clamp bounds): int8..uint16
 SHIFT_BITS = 6              # TFLite shift, -32..31
-MBQM_LATENCY = 4            # stages of quantized_multiply()
+MBQM_LATENCY = 8            # stages of quantized_multiply()
 REQUANTIZER_LATENCY = 2 + MBQM_LATENCY
 
 
@@ -55,6 +55,14 @@ def delay(m, enable, value, cycles, name):
     return value
 
 
+def _saturate_wide(value):
+    """``value`` (signed, wider than 32 bits) clamped to int32: the bits above bit 31 must
+    all equal the sign, an equality test of LUTs rather than two long comparisons."""
+    upper = value[31:]
+    fits = (upper == 0) | (upper == (1 << len(upper)) - 1)
+    return Mux(fits, value[:32].as_signed(), Mux(value[-1], INT32_MIN, INT32_MAX))
+
+
 def quantized_multiply(m, enable, x, multiplier, shift, name, static=False):
     """Pipelined ``MultiplyByQuantizedMultiplier(x, multiplier, shift)``, saturating.
 
@@ -63,38 +71,56 @@ def quantized_multiply(m, enable, x, multiplier, shift, name, static=False):
     cycles later. With ``static=True`` ``multiplier`` and ``shift`` are constant
     while data flows and are not pipelined.
 
-    Stages: (1) ``sat32(x << max(shift, 0))``; (2) the 32 x 32 product; (3) gemmlowp's
-    rounding doubling high half (ties toward +infinity, ``-2**31 * -2**31`` saturates);
-    (4) rounding divide by ``2**max(-shift, 0)`` (ties away from zero).
+    Stages (each about one adder, barrel shifter or multiplier deep, so that the
+    pipeline closes timing on an FPGA): (1) ``x << max(shift, 0)`` and (2) its
+    saturation to int32; (3) the four 16 x 16 partial products of the 32 x 32 product
+    (one DSP each) and (4) their sum; gemmlowp's rounding doubling high half, (5) the
+    nudge and (6) the division by ``2**31`` (ties toward +infinity,
+    ``-2**31 * -2**31`` saturates); rounding divide by ``2**max(-shift, 0)`` (ties away
+    from zero), (7) the shift, remainder and threshold and (8) the rounding.
     """
     left = Mux(shift > 0, shift, 0)[:5]
     right = Mux(shift < 0, -shift, 0)[:SHIFT_BITS]
-    shifted = register(m, enable, saturate(x << left, 32), signed(32), f"{name}_shifted")
+    wide = register(m, enable, x << left, signed(64), f"{name}_wide")
+    shifted = register(m, enable, _saturate_wide(wide), signed(32), f"{name}_shifted")
     if static:
-        mult, right_d = multiplier, [right] * 3
+        mult, right_d = multiplier, [right] * 7
     else:
-        mult = register(m, enable, multiplier, signed(32), f"{name}_mult")
+        mult = delay(m, enable, register(m, enable, multiplier, signed(32), f"{name}_mult"),
+                     1, f"{name}_mult")
         right_d = [register(m, enable, right, unsigned(SHIFT_BITS), f"{name}_right1")]
-        for stage in (2, 3):
+        for stage in range(2, 7):
             right_d.append(register(m, enable, right_d[-1], unsigned(SHIFT_BITS),
                                     f"{name}_right{stage}"))
-    product = register(m, enable, shifted * mult, signed(64), f"{name}_product")
 
-    # Stage 3: (product + nudge) / 2**31 truncated toward zero.
-    nudged = Signal(signed(66), name=f"{name}_nudged")
-    m.d.comb += nudged.eq(product + Mux(product >= 0, 1 << 30, 1 - (1 << 30)))
-    toward_zero = (nudged + Mux(nudged < 0, (1 << 31) - 1, 0)) >> 31
+    # Stages 3 and 4: a = a_hi * 2**16 + a_lo with a_lo unsigned, the same for b.
+    a_lo, a_hi = shifted[:16], shifted[16:].as_signed()
+    b_lo, b_hi = mult[:16], mult[16:].as_signed()
+    partial = {key: register(m, enable, value, signed(34), f"{name}_pp_{key}")
+               for key, value in (("ll", a_lo * b_lo), ("lh", a_lo * b_hi),
+                                  ("hl", a_hi * b_lo), ("hh", a_hi * b_hi))}
+    product = register(m, enable,
+                       (partial["hh"] << 32) + ((partial["lh"] + partial["hl"]) << 16)
+                       + partial["ll"], signed(64), f"{name}_product")
+
+    # Stages 5 and 6: (product + nudge) / 2**31 truncated toward zero.
+    nudged = register(m, enable, product + Mux(product >= 0, 1 << 30, 1 - (1 << 30)),
+                      signed(66), f"{name}_nudged")
     # Only -2**31 * -2**31 gives 2**62; its high half would be 2**31.
-    high = register(m, enable, Mux(product == 1 << 62, INT32_MAX, toward_zero),
-                    signed(32), f"{name}_high")
+    overflow = register(m, enable, product == 1 << 62, 1, f"{name}_overflow")
+    toward_zero = (nudged + Mux(nudged < 0, (1 << 31) - 1, 0)) >> 31
+    high = register(m, enable, Mux(overflow, INT32_MAX, toward_zero), signed(32),
+                    f"{name}_high")
 
-    # Stage 4: rounding divide by 2**right; exponent 32 keeps the same formula.
-    exponent = right_d[2]
-    mask = Signal(32, name=f"{name}_mask")
-    m.d.comb += mask.eq((1 << exponent) - 1)
-    remainder = high.as_unsigned() & mask
-    threshold = (mask >> 1) + (high < 0)
-    rounded = (high >> exponent) + (remainder > threshold)
+    # Stages 7 and 8: rounding divide by 2**right; exponent 32 keeps the same formula.
+    exponent = right_d[5]
+    mask = register(m, enable, (1 << right_d[4]) - 1, unsigned(32), f"{name}_mask")
+    quotient = register(m, enable, high >> exponent, signed(32), f"{name}_quotient")
+    remainder = register(m, enable, high.as_unsigned() & mask, unsigned(32),
+                         f"{name}_remainder")
+    threshold = register(m, enable, (mask >> 1) + (high < 0), unsigned(32),
+                         f"{name}_threshold")
+    rounded = quotient + (remainder > threshold)
     return register(m, enable, rounded, signed(32), f"{name}_result")
 
 
@@ -119,8 +145,8 @@ class Requantizer(wiring.Component):
     Timing
     ------
     - Latency: a vector accepted on ``i`` at cycle ``t`` is valid on ``o`` at cycle
-      ``t + latency`` when ``o`` is not stalled; ``latency = 6`` (add and saturate,
-      left shift, multiply, high half, rounding shift, zero point and clamp).
+      ``t + latency`` when ``o`` is not stalled; ``latency = 10`` (add and saturate, the
+      eight stages of :func:`quantized_multiply`, zero point and clamp).
     - Throughput: one vector per cycle.
     - Backpressure: the pipeline advances as a whole when ``o`` is empty or taken;
       ``i.ready = ~o.valid | o.ready`` (one gate from ``o.ready``), so a stalled
@@ -175,7 +201,7 @@ class Requantizer(wiring.Component):
         hi = delay(m, advance, hi, pre, "hi")
 
         for c in range(self.channels):
-            x = register(m, advance, saturate(p.acc[c] + p.bias[c], 32), signed(32), f"x{c}")
+            x = register(m, advance, _saturate_wide(p.acc[c] + p.bias[c]), signed(32), f"x{c}")
             mult = register(m, advance, p.multiplier[c], signed(32), f"mult{c}")
             shift = register(m, advance, p.shift[c], signed(SHIFT_BITS), f"shift{c}")
             r = quantized_multiply(m, advance, x, mult, shift, f"ch{c}")

@@ -48,7 +48,7 @@ class ResidualAdd(wiring.Component):
 
     Timing
     ------
-    - Latency: ``latency = 2 * MBQM_LATENCY + 3 = 11`` cycles from the transfer of a
+    - Latency: ``latency = 2 * MBQM_LATENCY + 3 = 19`` cycles from the transfer of a
       pair to its result on ``o``, without stalls.
     - Throughput: one pair of vectors per cycle.
     - ``a`` and ``b`` are taken together: each one's ``ready`` is high only while the

@@ -1,6 +1,6 @@
 """The accelerator top: command memory, dispatcher, load/execute/store units and buffers."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -51,9 +51,10 @@ class Accelerator(wiring.Component):
 
     Timing
     ------
-    - Latency: the first instruction reaches its unit's queue 1 cycle after
-      ``start``; ``done`` (and ``busy`` low) follows the last unit going idle by 2
-      cycles.
+    - Latency: the first instruction is offered to its unit's queue 3 cycles after
+      ``start`` (the dispatcher reads, registers and checks it); ``done`` (and ``busy``
+      low) follows the last unit going idle by 3 cycles. Performance counters are exact
+      whenever read (each counts its events of the cycles from ``start`` to ``done``).
     - Throughput: one instruction dispatched per cycle; each unit as documented
       (one vector per cycle into the array, one word per cycle each way on main
       memory).
@@ -118,7 +119,7 @@ class Accelerator(wiring.Component):
             dispatcher.start.eq(self.start), dispatcher.count.eq(self.cmd_count),
             dispatcher.units_idle.eq(~(load.busy | execute.busy | store.busy) & ~queued),
             dispatcher.unit_error.eq(load.error | store.error),
-            dispatcher.unit_error_code.eq(ErrorCode.DRAM_RANGE),
+            dispatcher.unit_error_code.eq(Mux(load.error, ErrorCode.DRAM_RANGE, store.error_code)),
             dispatcher.progress.eq(self.memory_read.response.valid
                                    | self.memory_write.request.valid
                                    | execute.array_active | execute.accumulator_write.en
@@ -194,12 +195,17 @@ class Accelerator(wiring.Component):
         }
         assert list(events) == COUNTER_NAMES
         counters = [Signal(COUNTER_BITS, name=f"counter_{name}") for name in COUNTER_NAMES]
+        # Each event is registered before it is added (the events come from deep logic, the
+        # adders are 64 bits long); the read-out adds the event still pending, so a counter
+        # read in any cycle, also right after ``done``, is exact.
+        pending = [Signal(name=f"pending_{name}") for name in COUNTER_NAMES]
+        m.d.sync += [flag.eq(dispatcher.running & event)
+                     for flag, event in zip(pending, events.values())]
         with m.If(self.start & ~dispatcher.running):
             m.d.sync += [counter.eq(0) for counter in counters]
-        with m.Elif(dispatcher.running):
-            m.d.sync += [counter.eq(counter + event)
-                         for counter, event in zip(counters, events.values())]
+        with m.Else():
+            m.d.sync += [counter.eq(counter + flag) for counter, flag in zip(counters, pending)]
         with m.Switch(self.counter_sel):
-            for index, counter in enumerate(counters):
+            for index, (counter, flag) in enumerate(zip(counters, pending)):
                 with m.Case(index):
-                    m.d.comb += self.counter_value.eq(counter)
+                    m.d.comb += self.counter_value.eq(counter + flag)

@@ -43,16 +43,18 @@ class WindowReader(wiring.Component):
     buffer's address width), and it is all zeros where the input pixel
     ``(y + i * stride, x + ox * stride)`` lies outside the ``in_height`` x ``in_width``
     feature map (padding is generated, never stored). The geometry is sampled when the
-    command is accepted, so a later WINDOW never changes a command in progress.
+    command is accepted, so a later WINDOW never changes a command in progress or waiting.
 
     Connect ``read`` to a ``lib.memory`` read port (synchronous, enable-gated).
 
     Timing
     ------
-    - Latency: the first vector is valid on ``rows`` 2 cycles after the command is accepted.
-    - Throughput: one vector per cycle while ``rows.ready`` is high, padding included; a
-      new command is accepted in the cycle the previous one issues its last read, so
-      back-to-back commands have no gap.
+    - Latency: the first vector is valid on ``rows`` 2 cycles after the command is accepted
+      by an idle reader.
+    - Throughput: one vector per cycle while ``rows.ready`` is high, padding included. One
+      command is accepted (and waits) while another streams; it starts in the cycle the
+      previous one issues its last read, so back-to-back commands have no gap.
+      ``command.ready`` is a register (low while a command waits).
     - Stall: a stalled ``rows`` holds the current vector (the read port is disabled), so
       nothing is lost or repeated.
 
@@ -86,20 +88,29 @@ class WindowReader(wiring.Component):
         row_addr = Signal(SRAM_ADDR_BITS)
         column = Signal(SRAM_ADDR_BITS)
         first_column = Signal(SRAM_ADDR_BITS)
+        read_addr = Signal(SRAM_ADDR_BITS)       # always row_addr + column: no adder before the RAM
         y, x, first_x = (Signal(_coordinate, name=name) for name in ("y", "x", "first_x"))
         ox = Signal(COORDINATE_BITS)
         out_valid, out_last, out_zero = Signal(), Signal(), Signal()
 
         inside = ((y >= 0) & (y < geometry.in_height) & (x >= 0) & (x < geometry.in_width))
         advance = ~out_valid | self.rows.ready
+        # One command (with its geometry) waits here while another streams, so ``command.ready``
+        # is a register and not the end of the path from ``rows.ready``.
+        waiting = Signal()
+        waiting_command = Signal.like(command)
+        waiting_geometry = Signal(window_geometry_shape)
+        free = (remaining == 0) | ((remaining == 1) & advance)   # the last read goes out now
+        start_waiting = free & waiting
+        start_offered = free & ~waiting & self.command.valid
         m.d.comb += [
-            self.command.ready.eq((remaining == 0) | ((remaining == 1) & advance)),
-            self.read.addr.eq((row_addr + column)[:len(self.read.addr)]),
+            self.command.ready.eq(~waiting),
+            self.read.addr.eq(read_addr[:len(self.read.addr)]),
             self.read.en.eq(advance),
             self.rows.valid.eq(out_valid),
             self.rows.payload.data.eq(Mux(out_zero, 0, self.read.data)),
             self.rows.payload.last.eq(out_last),
-            self.busy.eq((remaining != 0) | out_valid),
+            self.busy.eq((remaining != 0) | out_valid | waiting),
         ]
         with m.If(advance):
             m.d.sync += [out_valid.eq(remaining != 0), out_last.eq(remaining == 1),
@@ -107,21 +118,34 @@ class WindowReader(wiring.Component):
             with m.If(remaining != 0):
                 m.d.sync += remaining.eq(remaining - 1)
                 with m.If(~window):
-                    m.d.sync += column.eq(column + 1)
+                    m.d.sync += [column.eq(column + 1), read_addr.eq(read_addr + 1)]
                 with m.Elif(ox == geometry.out_width - 1):
+                    next_row = Signal(SRAM_ADDR_BITS)
+                    m.d.comb += next_row.eq(row_addr + geometry.row_step)
                     m.d.sync += [ox.eq(0), x.eq(first_x), column.eq(first_column),
-                                 y.eq(y + geometry.stride),
-                                 row_addr.eq(row_addr + geometry.row_step)]
+                                 y.eq(y + geometry.stride), row_addr.eq(next_row),
+                                 read_addr.eq(next_row + first_column)]
                 with m.Else():
                     m.d.sync += [ox.eq(ox + 1), x.eq(x + geometry.stride),
-                                 column.eq(column + geometry.column_step)]
-        with m.If(self.command.valid & self.command.ready):
-            is_window = command.window
+                                 column.eq(column + geometry.column_step),
+                                 read_addr.eq(read_addr + geometry.column_step)]
+        with m.If(self.command.valid & self.command.ready & ~start_offered):
+            m.d.sync += [waiting.eq(1), waiting_command.eq(command),
+                         waiting_geometry.eq(self.geometry)]
+        with m.If(start_waiting):
+            m.d.sync += waiting.eq(0)
+        with m.If(start_waiting | start_offered):
+            source = data.View(window_command_layout,
+                               Mux(waiting, waiting_command.as_value(), command.as_value()))
+            is_window = source.window
             m.d.sync += [
-                remaining.eq(command.count), window.eq(is_window), geometry.eq(self.geometry),
-                row_addr.eq(command.addr), ox.eq(0),
-                column.eq(Mux(is_window, command.column, 0)),
-                first_column.eq(command.column), y.eq(command.y), x.eq(command.x),
-                first_x.eq(command.x),
+                remaining.eq(source.count), window.eq(is_window),
+                geometry.eq(Mux(waiting, waiting_geometry.as_value(),
+                                self.geometry.as_value())),
+                row_addr.eq(source.addr), ox.eq(0),
+                column.eq(Mux(is_window, source.column, 0)),
+                read_addr.eq(source.addr + Mux(is_window, source.column, 0)),
+                first_column.eq(source.column), y.eq(source.y), x.eq(source.x),
+                first_x.eq(source.x),
             ]
         return m

@@ -1,6 +1,7 @@
 """Bitstreams for FPGA boards: the board table, the ECP5 PLL, and the amaranth-boards build.
 
-:func:`build_bitstream` builds a board top (:class:`~systolic.boards.ULX3SSelfTest`)
+:func:`build_bitstream` builds a board top (:class:`~systolic.boards.ULX3SSelfTest`,
+:class:`~systolic.link.ulx3s.ULX3SLink`)
 with amaranth-boards' platform and the YoWASP tools that
 :func:`~systolic.flow.toolchain.find_tool` finds; :func:`pll_verilog` makes the
 PLL that clocks it at a frequency other than the board's oscillator.
@@ -10,7 +11,7 @@ import re
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import amaranth_boards.ulx3s as ulx3s
@@ -20,7 +21,7 @@ from .synthesis import SynthesisError
 from .toolchain import amaranth_tool_environment, find_tool
 
 __all__ = ["Board", "BOARDS", "OSCILLATOR_MHZ", "BitstreamBuild", "check_board", "platform_for",
-           "pll_verilog", "build_bitstream"]
+           "pll_verilog", "build_bitstream", "parse_utilization"]
 
 
 @dataclass(frozen=True)
@@ -48,15 +49,27 @@ OSCILLATOR_MHZ = 25.0
 # Without reprocess_after, Yosys would re-read the synthesized top from its source.
 _FROM_VERILOG = "design -reset; {extra}read_verilog {name}.debug.v; setattr -unset reprocess_after"
 _FMAX = re.compile(r"Max frequency for clock +'([^']+)': ([\d.]+) MHz")
+_UTILISATION = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
 
 
 @dataclass
 class BitstreamBuild:
-    """What :func:`build_bitstream` made: the bitstream, the timing log and each clock's Fmax."""
+    """What :func:`build_bitstream` made: the bitstream, the timing log, each clock's Fmax
+    and nextpnr's device utilisation (``{cell type: (used, available)}``)."""
     bitstream: Path
     timing_log: Path
     fmax_mhz: dict
     seconds: float
+    utilization: dict = field(default_factory=dict)
+
+
+def parse_utilization(log_text):
+    """``{cell type: (used, available)}`` of the last device-utilisation report in a
+    nextpnr log (cell types none of which are used are left out)."""
+    start = log_text.rfind("Device utilisation")
+    block = log_text[start:] if start >= 0 else ""
+    return {name: (int(used), int(available))
+            for name, used, available in _UTILISATION.findall(block) if int(used)}
 
 
 def check_board(board):
@@ -130,9 +143,13 @@ def build_bitstream(top, *, board, build_dir, name="selftest"):
                            debug_verilog=True, script_after_read=script,
                            nextpnr_opts="--seed 1")
         except subprocess.CalledProcessError as error:
+            log = timing.read_text(errors="replace") if timing.exists() else ""
+            fmax = ", ".join(f"{clock} {mhz} MHz" for clock, mhz in _FMAX.findall(log)[-1:])
+            reached = f" (it reached {fmax}: choose a slower clock)" if fmax else ""
             raise SynthesisError(f"the bitstream build failed ({error}); see {timing}: a "
-                                 f"timing failure there means the clock is too fast") from error
-    fmax = _FMAX.findall(timing.read_text(errors="replace") if timing.exists() else "")
+                                 f"timing failure there means the clock is too fast"
+                                 f"{reached}") from error
+    log = timing.read_text(errors="replace") if timing.exists() else ""
     return BitstreamBuild(bitstream=build_dir / f"{name}.bit", timing_log=timing,
-                          fmax_mhz={clock: float(mhz) for clock, mhz in fmax},
-                          seconds=time.monotonic() - start)
+                          fmax_mhz={clock: float(mhz) for clock, mhz in _FMAX.findall(log)},
+                          seconds=time.monotonic() - start, utilization=parse_utilization(log))

@@ -35,8 +35,10 @@ def check_part(target, part):
     return part
 
 
-def nextpnr_command(target, part, netlist, *, freq_mhz, seed=1, package=None):
-    """The nextpnr command line for ``netlist`` (run in the netlist's folder)."""
+def nextpnr_command(target, part, netlist, *, freq_mhz, seed=1, package=None, sdf=None):
+    """The nextpnr command line for ``netlist`` (run in the netlist's folder); with ``sdf``
+    a file name, nextpnr also writes the routed delays there (for
+    :func:`systolic.flow.timing.worst_paths`)."""
     if target not in ("ecp5", "ice40"):
         raise ValueError(f"place and route needs an FPGA target (ecp5, ice40), not {target!r}")
     part = check_part(target, part)
@@ -49,7 +51,8 @@ def nextpnr_command(target, part, netlist, *, freq_mhz, seed=1, package=None):
                   "--pcf-allow-unconstrained"]
     return [find_tool(f"nextpnr-{target}"), *device, "--json", str(netlist),
             "--freq", f"{freq_mhz:g}", "--timing-allow-fail", "--seed", str(seed),
-            "--report", "report.json", "-q", "-l", "nextpnr.log"]
+            "--report", "report.json", *(["--sdf", str(sdf)] if sdf else []),
+            "-q", "-l", "nextpnr.log"]
 
 
 def parse_nextpnr_report(report):

@@ -26,13 +26,15 @@ from ..accelerator.top import Accelerator
 from ..params import check_int
 from .netlist import skip_zero_memory_init
 from .nextpnr import DEFAULT_PART, ECP5_DSPS, check_part, nextpnr_command, parse_nextpnr_report
+from .timing import worst_paths
 from .toolchain import find_tool
 
 __all__ = [
     "TARGETS", "DESIGNS", "SynthesisError", "SynthesisResult",
     "component_ports", "tidy_verilog", "to_verilog", "to_rtlil", "yosys_script",
     "parse_stat", "run_yosys", "run_nextpnr", "synthesize",
-    "lut_rows_for_dsp_budget", "choose_multipliers", "build_design", "FPGA_SIZES",
+    "lut_rows_for_dsp_budget", "choose_multipliers", "top_other_dsps", "build_design",
+    "FPGA_SIZES",
 ]
 
 TARGETS = ("ecp5", "ice40", "generic")
@@ -67,6 +69,8 @@ class SynthesisResult:
     lutram: int = 0
     fmax_mhz: float | None = None
     utilization: dict = field(default_factory=dict)
+    # After place and route with ``paths``: the worst paths, [{"delay_ns", "source", "sink"}].
+    paths: list = field(default_factory=list)
 
     def as_dict(self):
         return asdict(self)
@@ -199,17 +203,25 @@ def run_yosys(verilog_text, target, workdir, *, part=None):
     return result, workdir / "netlist.json"
 
 
-def run_nextpnr(netlist, target, part, *, freq_mhz=150, seed=1, package=None):
-    """Place and route ``netlist``; return ``(fmax_mhz, utilization)``."""
+def run_nextpnr(netlist, target, part, *, freq_mhz=150, seed=1, package=None, paths=0):
+    """Place and route ``netlist``; return ``(fmax_mhz, utilization, worst_paths)``.
+
+    With ``paths`` > 0, nextpnr writes ``routed.sdf`` beside the netlist and the worst
+    ``paths`` register-to-register paths are analysed from it (else the list is empty).
+    """
     workdir = Path(netlist).parent
+    sdf = "routed.sdf" if paths else None
     command = nextpnr_command(target, part, Path(netlist).name, freq_mhz=freq_mhz,
-                              seed=seed, package=package)
+                              seed=seed, package=package, sdf=sdf)
     _run(command, workdir, "nextpnr.log", f"nextpnr-{target}")
-    return parse_nextpnr_report((workdir / "report.json").read_text())
+    fmax, utilization = parse_nextpnr_report((workdir / "report.json").read_text())
+    found = worst_paths((workdir / sdf).read_text(), count=paths) if paths else []
+    return fmax, utilization, [{"delay_ns": path.delay_ns, "source": path.source,
+                                "sink": path.sink} for path in found]
 
 
 def synthesize(component, *, target="ecp5", part=None, pnr=False, freq_mhz=150, seed=1,
-               package=None, workdir=None):
+               package=None, workdir=None, paths=0):
     """Synthesize ``component`` (and place and route it if ``pnr``).
 
     Parameters
@@ -227,6 +239,9 @@ def synthesize(component, *, target="ecp5", part=None, pnr=False, freq_mhz=150, 
         The frequency nextpnr aims at (it optimizes harder for a tighter target).
     workdir : path or None
         Keep the Verilog, netlist, reports and logs there; by default a temporary folder.
+    paths : int
+        After place and route, list this many worst register-to-register paths in
+        ``result.paths`` (a timing analysis of nextpnr's routed delays).
 
     Returns
     -------
@@ -248,13 +263,13 @@ def synthesize(component, *, target="ecp5", part=None, pnr=False, freq_mhz=150, 
         with tempfile.TemporaryDirectory(prefix="systolic-synth-") as temporary:
             return synthesize(component, target=target, part=part, pnr=pnr,
                               freq_mhz=freq_mhz, seed=seed, package=package,
-                              workdir=temporary)
+                              workdir=temporary, paths=paths)
     Path(workdir).mkdir(parents=True, exist_ok=True)
     result, netlist = run_yosys(to_verilog(component), target, workdir, part=part)
     result.part = part
     if pnr:
-        result.fmax_mhz, result.utilization = run_nextpnr(
-            netlist, target, part, freq_mhz=freq_mhz, seed=seed, package=package)
+        result.fmax_mhz, result.utilization, result.paths = run_nextpnr(
+            netlist, target, part, freq_mhz=freq_mhz, seed=seed, package=package, paths=paths)
     return result
 
 
@@ -267,8 +282,20 @@ def lut_rows_for_dsp_budget(rows, cols, dsp_budget):
     return max(0, rows - dsp_budget // cols)
 
 
+def top_other_dsps(*, cols, residual_add=True, pooling=True):
+    """MULT18X18D blocks the accelerator top uses outside its PEs, as Yosys maps them.
+
+    Four per column for the requantizer's 32 x 32 product, twelve per column for the
+    residual adder's three, one per column and one more for the pooling unit (its
+    reciprocal multiplies and the window size); ``tests/systolic/flow/test_synthesis.py``
+    checks the sum against Yosys.
+    """
+    check_int("cols", cols, minimum=1)
+    return 4 * cols + (12 * cols if residual_add else 0) + (cols + 1 if pooling else 0)
+
+
 def choose_multipliers(target, *, rows, cols, part=None, multiplier="auto", lut_rows=None,
-                       dsp_budget=None):
+                       dsp_budget=None, reserved_dsps=0):
     """The PE multiplier and LUT-multiplier rows of a ``rows`` x ``cols`` array for ``target``.
 
     The same for the bare array and the accelerator top (whose array has the same
@@ -285,9 +312,11 @@ def choose_multipliers(target, *, rows, cols, part=None, multiplier="auto", lut_
         multiplier; ``"ecp5"`` needs the ecp5 target.
     lut_rows, dsp_budget : int or None
         At most one: the number of last PE rows with LUT multipliers, or the DSP count
-        to stay within (the fewest LUT rows that do). Neither: the ECP5 part's DSP
-        count for the ecp5 target, no LUT rows otherwise. With ``"lut"`` multipliers
-        every row is a LUT row already, so the default is 0.
+        of the PEs to stay within (the fewest LUT rows that do). Neither: the ECP5 part's
+        DSP count less ``reserved_dsps`` for the ecp5 target, no LUT rows otherwise. With
+        ``"lut"`` multipliers every row is a LUT row already, so the default is 0.
+    reserved_dsps : int
+        DSPs the rest of the design uses (for the top, :func:`top_other_dsps`).
 
     Returns
     -------
@@ -309,8 +338,9 @@ def choose_multipliers(target, *, rows, cols, part=None, multiplier="auto", lut_
         return multiplier, check_int("lut_rows", lut_rows, minimum=0, maximum=rows)
     if multiplier == "lut":
         return multiplier, 0
+    check_int("reserved_dsps", reserved_dsps, minimum=0)
     if dsp_budget is None and target == "ecp5":
-        dsp_budget = ECP5_DSPS[part]
+        dsp_budget = max(0, ECP5_DSPS[part] - reserved_dsps)
     if dsp_budget is None:
         return multiplier, 0
     return multiplier, lut_rows_for_dsp_budget(rows, cols, dsp_budget)

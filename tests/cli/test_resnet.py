@@ -33,13 +33,21 @@ def test_selected_blocks_are_run_checked_and_reported(tmp_path, capsys):
     b = rows[1]
     assert b["check"] == "pass" and b["output_shape"] == "2x128x4x4"
     assert int(b["cycles"]) == fake_cycles(2 * 16, 128 * 9, 128, 8, 8)
-    assert rows[3]["check"] == "skipped" and rows[3]["kind"] == "add"
+    assert (rows[3]["kind"], rows[3]["where"], rows[3]["lowering"], rows[3]["check"]) == (
+        "add", "device", "fused", "pass")
     for name in ("roofline.png", "utilization.png", "summary.json"):
         assert (tmp_path / name).stat().st_size > 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["network"] == "resnet18" and summary["layers"] == 7 and summary["failed"] == []
     out = capsys.readouterr().out
     assert "resnet18: 7 layers on a 8x8 array" in out and "conv3_2.add" in out
+
+
+def test_no_fuse_runs_adds_on_the_host(tmp_path):
+    assert main(SMALL + ["--layers", "conv3_1", "--no-fuse", "--report", str(tmp_path)],
+                layers=FakeLayerApi()) == 0
+    add = [row for row in layers_csv(tmp_path) if row["kind"] == "add"][0]
+    assert (add["where"], add["check"]) == ("host", "skipped")
 
 
 def test_failed_checks_exit_with_one(tmp_path, capsys):
@@ -148,8 +156,7 @@ def test_a_width_that_contradicts_an_onnx_model_is_refused(tmp_path, capsys):
 
 def test_fused_residual_adds_are_reported_on_the_device(tmp_path):
     fake = FakeLayerApi()
-    code = main(SMALL + ["--layers", "conv3_1..conv3_2", "--fuse-residual", "--report",
-                         str(tmp_path)], layers=fake)
+    code = main(SMALL + ["--layers", "conv3_1..conv3_2", "--report", str(tmp_path)], layers=fake)
     assert code == 0
     adds = [row for row in layers_csv(tmp_path) if row["kind"] == "add"]
     assert [(row["layer"], row["where"], row["lowering"], row["check"]) for row in adds] == [

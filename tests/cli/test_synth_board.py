@@ -49,6 +49,8 @@ def fake_synthesize(monkeypatch):
     (["synth", "--multiplier", "ecp5", "--target", "ice40"],
      "--multiplier ecp5 needs --target ecp5, not ice40"),
     (["synth", "--target", "generic", "--pnr"], "--pnr needs --target ecp5 or ice40"),
+    (["synth", "--paths", "5"], "--paths needs --pnr"),
+    (["synth", "--pnr", "--paths", "-1"], "--paths must be at least 0, not -1"),
     (["synth", "--weight-bits", "1"], "--weight-bits must be at least 2, not 1"),
     (["synth", "--act-bits", "17"], "--act-bits must be at most 16, not 17"),
     (["synth", "--bus-bytes", "0"], "--bus-bytes must be at least 1, not 0"),
@@ -97,14 +99,24 @@ def test_top_takes_the_multiplier_options(tmp_path, capsys, fake_synthesize):
 
 
 def test_top_auto_multiplier_fits_the_parts_dsps(capsys, fake_synthesize):
-    # 16x16 PEs, 156 DSPs on the 85k: the last 7 rows get LUT multipliers.
+    # 156 DSPs on the 85k, less the requantizer's 4 per column and the pooling unit's
+    # cols + 1 (the residual adder's 12 per column leave none): 16x16 without the adder has
+    # 156 - 64 - 17 = 75 DSPs for its PEs, 4 rows, so the last 12 rows get LUT multipliers.
+    assert main(["synth", "--design", "top", "--array", "16x16", "--no-residual-add"]) == 0
+    assert main(["synth", "--design", "top", "--array", "16x16", "--no-residual-add",
+                 "--no-pooling"]) == 0
     assert main(["synth", "--design", "top", "--array", "16x16"]) == 0
     assert main(["synth", "--design", "top", "--array", "16x16", "--dsp-budget", "64"]) == 0
     assert main(["synth", "--design", "top", "--array", "4x4", "--target", "ice40"]) == 0
-    configs = [design.config for design, _ in fake_synthesize]
+    assert main(["synth", "--array", "16x16"]) == 0
+    configs = [design.config for design, _ in fake_synthesize[:5]]
     assert [(c.multiplier, c.lut_multiplier_rows) for c in configs] == \
-        [("ecp5", 7), ("ecp5", 12), ("generic", 0)]
-    assert "multiplier ecp5 (7 LUT rows)" in capsys.readouterr().out
+        [("ecp5", 12), ("ecp5", 11), ("ecp5", 16), ("ecp5", 12), ("generic", 0)]
+    assert (configs[0].residual_add, configs[0].pooling, configs[1].pooling) == \
+        (False, True, False)
+    array = fake_synthesize[5][0]
+    assert array.lut_multiplier_rows == 7          # the bare array has all 156 DSPs
+    assert "multiplier ecp5 (12 LUT rows)" in capsys.readouterr().out
 
 
 def test_array_design_takes_the_array_size(fake_synthesize):
@@ -143,3 +155,10 @@ def test_synth_writes_json_report(tmp_path, capsys):
     assert {"lut", "ff", "carry", "bram"} <= report.keys()
     text = capsys.readouterr().out
     assert "DSP multipliers" in text and "MULT18X18D" in text
+
+
+def test_report_lists_the_worst_paths():
+    result = SynthesisResult(target="ecp5", part="85k", cells={}, fmax_mhz=50.0, paths=[
+        {"delay_ns": 20.0, "source": "dispatcher.pc", "sink": "load_queue.level.DI"}])
+    text = synth_cli.format_report(result, title="top", seconds=1)
+    assert "     20.00  dispatcher.pc -> load_queue.level.DI" in text.splitlines()

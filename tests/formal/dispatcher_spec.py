@@ -1,7 +1,8 @@
 """The dispatcher's error detection against an independent spec of malformed instructions.
 
 The spec is written from the tables of ``docs/isa.md`` (and, for the newer RESIDUAL
-opcode and BAD_STORE, the comments of ``ErrorCode`` / ``flags_layout`` in ``isa.py``):
+opcode and BAD_STORE, the comments of ``ErrorCode`` / ``flags_layout`` in ``isa.py``; for
+POOL and BAD_POOL, the POOL item and the error table of ``docs/isa.md``):
 raw bit positions (not ``isa.instruction_layout``) and one rule per row of the error
 table, each giving the code it allows. :class:`DispatcherHarness` runs the dispatcher on one arbitrary (``AnyConst``)
 instruction word and an arbitrary ``cmd_count`` and asserts
@@ -23,23 +24,24 @@ __all__ = ["malformed_rules", "DispatcherHarness"]
 BITS = {"opcode": (0, 4), "wait_prev": (4, 1), "wait_next": (5, 1), "signal_prev": (6, 1),
         "signal_next": (7, 1), "flags": (8, 3), "rows": (11, 16), "sram_addr": (27, 16),
         "sram_addr2": (43, 16), "dram_addr": (59, 32), "dram_stride": (91, 32)}
-LOAD, PRELOAD, COMPUTE, STORE, CONFIG, DONE, WINDOW, RESIDUAL = 1, 2, 3, 4, 5, 6, 7, 8
-OPCODES = (LOAD, PRELOAD, COMPUTE, STORE, CONFIG, DONE, WINDOW, RESIDUAL)
+LOAD, PRELOAD, COMPUTE, STORE, CONFIG, DONE, WINDOW, RESIDUAL, POOL = 1, 2, 3, 4, 5, 6, 7, 8, 9
+OPCODES = (LOAD, PRELOAD, COMPUTE, STORE, CONFIG, DONE, WINDOW, RESIDUAL, POOL)
 # docs/isa.md, "Errors in hardware".
 BAD_OPCODE, BAD_DEPENDENCY, BAD_BUFFER, SRAM_RANGE, ZERO_ROWS, COMMAND_RANGE, BAD_WINDOW = \
     1, 2, 3, 4, 6, 8, 9
-BAD_STORE = 10       # a STORE with residual (flag bit 1) but without requantize (flag bit 0)
+BAD_STORE = 10       # a STORE with residual (flag bit 1) or pool (bit 2) but no requantize (bit 0)
+BAD_POOL = 11
 # The wait / signal flags each opcode may use (the "—" cells of the table are forbidden).
 ALLOWED_DEPENDENCIES = {
     LOAD: {"wait_next", "signal_next"},
     PRELOAD: {"wait_prev", "wait_next", "signal_prev", "signal_next"},
     COMPUTE: {"wait_prev", "wait_next", "signal_prev", "signal_next"},
     STORE: {"wait_prev", "signal_prev"},
-    CONFIG: set(), DONE: set(), WINDOW: set(), RESIDUAL: set(),
+    CONFIG: set(), DONE: set(), WINDOW: set(), RESIDUAL: set(), POOL: set(),
 }
 # docs/isa.md: the queue that receives each opcode.
 UNIT_OF = {LOAD: "load", PRELOAD: "execute", COMPUTE: "execute", WINDOW: "execute",
-           STORE: "store", CONFIG: "store", RESIDUAL: "store"}
+           STORE: "store", CONFIG: "store", RESIDUAL: "store", POOL: "store"}
 
 
 def field(word, name):
@@ -63,6 +65,7 @@ def malformed_rules(word, config):
     rules += [
         ((op == LOAD) & (flags[0:2] == 3), BAD_BUFFER),
         ((op == STORE) & flags[1] & ~flags[0], BAD_STORE),
+        ((op == STORE) & flags[2] & ~flags[0], BAD_STORE),
         (op.matches(LOAD, COMPUTE, STORE) & (rows == 0), ZERO_ROWS),
         ((op == PRELOAD) & (addr + config.rows > config.weight_buffer_rows), SRAM_RANGE),
         ((op == COMPUTE) & ~flags[2] & (addr + rows > config.input_buffer_rows), SRAM_RANGE),
@@ -74,7 +77,23 @@ def malformed_rules(word, config):
     ]
     for buffer, depth in buffer_rows.items():
         rules.append(((op == LOAD) & (flags[0:2] == buffer) & (addr + rows > depth), SRAM_RANGE))
+    # POOL: rows = width, sram_addr = height, dram_stride = mode (1:0), k (3:2), stride (5:4),
+    # pad (7:6), groups (19:8).
+    pool = field(word, "dram_stride")
+    mode, k, step, pad, groups = pool[0:2], pool[2:4], pool[4:6], pool[6:8], pool[8:20]
+    window_mode = mode < 2
+    rules += [((op == POOL) & condition, BAD_POOL) for condition in (
+        mode == 3, rows == 0, rows > config.pool_max_width, addr == 0,
+        addr > config.pool_max_height, groups == 0, groups > config.pool_max_groups,
+        window_mode & (k < 2), window_mode & ((step == 0) | (step == 3)),
+        window_mode & (pad >= k), window_mode & (rows + 2 * pad < k),
+        window_mode & (addr + 2 * pad < k), (mode == 2) & ((k != 1) | (step != 1) | (pad != 0)),
+    )]
     return rules
+
+
+# docs/isa.md: the first instruction is offered 3 cycles after start.
+FIRST_OFFER_STEP = 3
 
 
 class DispatcherHarness(Elaboratable):
@@ -110,12 +129,19 @@ class DispatcherHarness(Elaboratable):
                 with m.If(code == rule_code):
                     m.d.comb += allowed.eq(1)
 
+        # The dispatcher reads, registers and checks a word before it offers it.
+        offered, stopped = FIRST_OFFER_STEP, FIRST_OFFER_STEP + 1
         with m.If(count > config.command_depth):
             with m.If(step == 1):
                 m.d.comb += Assert(dispatcher.error & (code == COMMAND_RANGE),
                                    "cmd_count beyond the command memory not flagged")
         with m.Elif(count != 0):
-            with m.If(step == 1):
+            with m.If(step < offered):
+                for unit in ("load", "execute", "store"):
+                    m.d.comb += Assert(~getattr(dispatcher, unit).valid,
+                                       f"{unit} offered a word before it was checked")
+                m.d.comb += Assert(~dispatcher.error, "error before the word was checked")
+            with m.If(step == offered):
                 op = field(word, "opcode")
                 for opcode, unit in UNIT_OF.items():
                     queue = getattr(dispatcher, unit)
@@ -125,7 +151,7 @@ class DispatcherHarness(Elaboratable):
                     queue = getattr(dispatcher, unit)
                     with m.If(queue.valid):
                         m.d.comb += Assert(~malformed, f"a malformed instruction reached {unit}")
-            with m.If(step == 2):
+            with m.If(step == stopped):
                 m.d.comb += [
                     Assert(dispatcher.error == malformed,
                            "error flag differs from the spec of malformed instructions"),

@@ -5,13 +5,17 @@ about; ``tests/formal/test_planted_bugs.py`` expects each proof to fail on it.
 """
 
 from amaranth.hdl import Const, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 
 from systolic.accelerator.array import SystolicArray
 from systolic.accelerator.buffer_reader import BufferReader
 from systolic.accelerator.dispatcher import Dispatcher
 from systolic.accelerator.isa import Opcode
+from systolic.accelerator.load_unit import LoadUnit
 from systolic.accelerator.queue import Queue
+from systolic.accelerator.requantizer import Requantizer
+from systolic.accelerator.residual_add import ResidualAdd
+from systolic.accelerator.store_unit import StoreUnit
 from systolic.accelerator.token_counter import TokenCounter
 from systolic.accelerator.tracker import CompletionTracker
 from systolic.accelerator.window_reader import WindowReader
@@ -19,7 +23,14 @@ from systolic.accelerator.window_reader import WindowReader
 __all__ = ["QueueChangingStalledPayload", "QueueLosingWhenFull", "QueueWithBubbles",
            "ReaderIgnoringStall", "WindowReaderWithoutPadding", "ArrayWithoutCredit",
            "CounterDroppingSimultaneousSignal", "TrackerIgnoringTarget",
-           "DispatcherMissingPreloadRange", "DispatcherFlaggingFullBuffer"]
+           "DispatcherMissingPreloadRange", "DispatcherFlaggingFullBuffer",
+           "LoadUnitIgnoringRefusal", "LoadUnitWithExtraRow", "LoadUnitWithBubbles",
+           "LoadUnitSignallingEarly", "LoadUnitWritingWithoutLastWord",
+           "load_unit_checking_wrong_memory", "StoreUnitIgnoringRefusal", "StoreUnitReadingNextRow",
+           "StoreUnitWithBubbles", "StoreUnitSignallingAtLastRow",
+           "store_unit_checking_wrong_memory",
+           "SkipRowsOfferedTwice", "SkipRowsWithBubbles", "RequantizerIgnoringStall",
+           "RequantizerWithBubbles", "RequantizerWithShortValid", "ResidualAddTakingAAlone"]
 
 
 class _WrappedQueue(Queue):
@@ -132,3 +143,206 @@ class DispatcherFlaggingFullBuffer(Dispatcher):
         ends_at_end = (insn.sram_addr + insn.rows == self.config.input_buffer_rows)
         flagged = (insn.opcode == Opcode.LOAD) & (insn.flags.load.buffer == 0) & ends_at_end
         return Mux(flagged & (code == 0), 4, code)
+
+
+def _pass_through(m, outer, inner):
+    """Join every port of component ``outer`` to the same port of ``inner`` (a wrapper's
+    mutation then overrides some of these assignments: the last one wins)."""
+    for path, member, value in outer.signature.flatten(outer):
+        if isinstance(value, Const):        # always_ready ports
+            continue
+        target = inner
+        for step in path:
+            target = getattr(target, step) if isinstance(step, str) else target[step]
+        if member.flow == wiring.In:
+            m.d.comb += target.eq(value)
+        else:
+            m.d.comb += value.eq(target)
+
+
+class _WrappedLoadUnit(LoadUnit):
+    """A load unit whose ports are joined to a real inner load unit; :meth:`join` mutates."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = LoadUnit(self.config)
+        _pass_through(m, self, inner)
+        self.join(m, inner)
+        return m
+
+
+class LoadUnitIgnoringRefusal(_WrappedLoadUnit):
+    """Treats every request as taken: a refused request is replaced by the next (lost)."""
+
+    def join(self, m, inner):
+        m.d.comb += inner.memory.request.ready.eq(1)
+
+
+class LoadUnitWithExtraRow(_WrappedLoadUnit):
+    """Off by one in the row count: each LOAD reads one row more than it says."""
+
+    def join(self, m, inner):
+        m.d.comb += inner.insn.payload.rows.eq(self.insn.payload.rows + 1)
+
+
+class LoadUnitWithBubbles(_WrappedLoadUnit):
+    """Issues a request only every other cycle."""
+
+    def join(self, m, inner):
+        phase = Signal()
+        request = self.memory.request
+        m.d.sync += phase.eq(~phase)
+        m.d.comb += [request.valid.eq(inner.memory.request.valid & phase),
+                     inner.memory.request.ready.eq(request.ready & phase)]
+
+
+class LoadUnitSignallingEarly(LoadUnit):
+    """Its tracker does not wait for the data: a LOAD signals as its last request goes out."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += m.submodules.tracker.progress.eq((1 << 32) - 1)
+        return m
+
+
+class LoadUnitWritingWithoutLastWord(LoadUnit):
+    """Writes a row from the words collected before its last one (the last word is lost)."""
+
+    def _assemble(self, m, received):
+        super()._assemble(m, received)
+        partial = Signal(self.config.row_bits("param") + self.config.word_bits)
+        response = self.memory.response
+        with m.If(response.valid):
+            m.d.sync += partial.word_select(response.payload.tag.beat,
+                                            self.config.word_bits).eq(response.payload.data)
+        for kind in ("input", "weight", "param"):
+            port = getattr(self, f"{kind}_write")
+            m.d.comb += port.data.eq(partial)
+
+
+def load_unit_checking_wrong_memory(config):
+    """A load unit built for twice the memory: it issues requests beyond ``memory_words``."""
+    return LoadUnit(config.replace(memory_words=2 * config.memory_words))
+
+
+class _WrappedStoreUnit(StoreUnit):
+    """A store unit whose ports are joined to a real inner store unit; :meth:`join` mutates."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = StoreUnit(self.config)
+        _pass_through(m, self, inner)
+        self.join(m, inner)
+        return m
+
+
+class StoreUnitIgnoringRefusal(_WrappedStoreUnit):
+    """Treats every write as taken: a refused word is replaced by the next (lost)."""
+
+    def join(self, m, inner):
+        m.d.comb += inner.memory.request.ready.eq(1)
+
+
+class StoreUnitReadingNextRow(_WrappedStoreUnit):
+    """Off by one in the accumulator address: each row is read from the row after it."""
+
+    def join(self, m, inner):
+        port = self.accumulator_read
+        m.d.comb += port.addr.eq(inner.accumulator_read.addr + 1)
+
+
+class StoreUnitWithBubbles(_WrappedStoreUnit):
+    """Offers a word only every other cycle."""
+
+    def join(self, m, inner):
+        phase = Signal()
+        request = self.memory.request
+        m.d.sync += phase.eq(~phase)
+        m.d.comb += [request.valid.eq(inner.memory.request.valid & phase),
+                     inner.memory.request.ready.eq(request.ready & phase)]
+
+
+class StoreUnitSignallingAtLastRow(StoreUnit):
+    """Counts a row as written when the serializer takes it, not when its last word is
+    written: ``signal_prev`` fires early (and the next STORE may start too soon)."""
+
+    def _serialize(self, m, rows, *args, **kwargs):
+        super()._serialize(m, rows, *args, **kwargs)
+        return rows.valid & rows.ready
+
+
+def store_unit_checking_wrong_memory(config):
+    """A store unit built for twice the memory: it writes words beyond ``memory_words``."""
+    return StoreUnit(config.replace(memory_words=2 * config.memory_words))
+
+
+class SkipRowsOfferedTwice(StoreUnit):
+    """The skip-row assembler offers each row twice (its first take does not consume it)."""
+
+    def _fetch_skip(self, m, *args, **kwargs):
+        rows = super()._fetch_skip(m, *args, **kwargs)
+        twice = stream.Signature(len(rows.payload)).create()
+        again = Signal()
+        m.d.comb += [twice.valid.eq(rows.valid), twice.payload.eq(rows.payload),
+                     rows.ready.eq(twice.ready & again)]
+        with m.If(twice.valid & twice.ready):
+            m.d.sync += again.eq(~again)
+        return twice
+
+
+class SkipRowsWithBubbles(StoreUnit):
+    """Offers an assembled skip row only every other cycle."""
+
+    def _fetch_skip(self, m, *args, **kwargs):
+        rows = super()._fetch_skip(m, *args, **kwargs)
+        slow = stream.Signature(len(rows.payload)).create()
+        phase = Signal()
+        m.d.sync += phase.eq(~phase)
+        m.d.comb += [slow.valid.eq(rows.valid & phase), slow.payload.eq(rows.payload),
+                     rows.ready.eq(slow.ready & phase)]
+        return slow
+
+
+class _WrappedRequantizer(Requantizer):
+    """A requantizer whose ports are joined to a real inner one; :meth:`join` mutates."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = Requantizer(self.channels, self.acc_bits, self.out_bits)
+        _pass_through(m, self, inner)
+        self.join(m, inner)
+        return m
+
+
+class RequantizerIgnoringStall(_WrappedRequantizer):
+    """Its pipeline advances whether or not the output is taken: stalled results are lost."""
+
+    def join(self, m, inner):
+        m.d.comb += inner.o.ready.eq(1)
+
+
+class RequantizerWithBubbles(_WrappedRequantizer):
+    """Offers a result only every other cycle."""
+
+    def join(self, m, inner):
+        phase = Signal()
+        m.d.sync += phase.eq(~phase)
+        m.d.comb += [self.o.valid.eq(inner.o.valid & phase),
+                     inner.o.ready.eq(self.o.ready & phase)]
+
+
+class RequantizerWithShortValid(Requantizer):
+    """Its valid bit passes one stage fewer than the data: results leave a cycle early."""
+
+    @property
+    def latency(self):
+        return super().latency - 1
+
+
+class ResidualAddTakingAAlone(ResidualAdd):
+    """Takes ``a`` without waiting for ``b``: the join of the two inputs is broken."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += self.a.ready.eq(~self.o.valid | self.o.ready)
+        return m

@@ -11,6 +11,7 @@ from .control_harnesses import AccumulatorHarness, TokenCounterHarness, TrackerH
 from .dispatcher_spec import DispatcherHarness
 from .stream_harnesses import (ArrayHarness, BufferReaderHarness, QueueHarness,
                                ReadArbiterHarness, WindowReaderHarness)
+from .unit_proofs import UNIT_DEEP, UNIT_FAST
 
 __all__ = ["FORMAL_CONFIG", "ACCUMULATOR_CONFIG", "FAST", "DEEP"]
 
@@ -46,7 +47,7 @@ FAST = {
         lambda unit=None: TokenCounterHarness(unit=unit), "prove", 4),
     "tracker: order, target, liveness": (lambda unit=None: TrackerHarness(unit=unit), "bmc", 12),
     "dispatcher: error iff malformed": (
-        lambda unit=None: DispatcherHarness(FORMAL_CONFIG, unit=unit), "bmc", 4),
+        lambda unit=None: DispatcherHarness(FORMAL_CONFIG, unit=unit), "bmc", 6),
     "accumulator: read-modify-write forwarding": (
         lambda unit=None, transparent=True: AccumulatorHarness(
             ACCUMULATOR_CONFIG, unit=unit, transparent=transparent), "bmc", 10),
@@ -67,3 +68,7 @@ DEEP = {
     "accumulator: read-modify-write forwarding": (
         lambda unit=None: AccumulatorHarness(ACCUMULATOR_CONFIG, unit=unit), "bmc", 12),
 }
+
+# The load and store units and the store path's arithmetic (tests/formal/unit_proofs.py).
+FAST.update(UNIT_FAST)
+DEEP.update(UNIT_DEEP)

@@ -12,6 +12,7 @@ from sim.formal import prove
 
 from . import mutants
 from .proofs import FAST, FORMAL_CONFIG
+from .unit_proofs import LOAD_CONFIG, RESIDUAL_CONFIG, STORE_CONFIG
 
 CASES = {
     # property: (proof name, mutant factory, text(s) of the assertion(s) it may break)
@@ -44,6 +45,60 @@ CASES = {
     "dispatcher flags no valid word": ("dispatcher: error iff malformed",
                                        lambda: mutants.DispatcherFlaggingFullBuffer(FORMAL_CONFIG),
                                        ("error flag differs", "not offered")),
+    # The load unit, the store unit and its skip-read queue, the requantizer, the residual add.
+    "load: hold while stalled": ("load unit: contract, requests, rows, tokens",
+                                 lambda: mutants.LoadUnitIgnoringRefusal(LOAD_CONFIG),
+                                 "payload changed while stalled"),
+    "load: no extra request": ("load unit: contract, requests, rows, tokens",
+                               lambda: mutants.LoadUnitWithExtraRow(LOAD_CONFIG),
+                               "a request without a LOAD"),
+    "load: rows hold their words": ("load unit: contract, requests, rows, tokens",
+                                    lambda: mutants.LoadUnitWritingWithoutLastWord(LOAD_CONFIG),
+                                    "does not hold its words"),
+    "load: token after the data": ("load unit: contract, requests, rows, tokens",
+                                   lambda: mutants.LoadUnitSignallingEarly(LOAD_CONFIG),
+                                   "a token did not fire"),
+    "load: memory range": ("load unit: contract, requests, rows, tokens",
+                           lambda: mutants.load_unit_checking_wrong_memory(LOAD_CONFIG),
+                           "beyond memory_words"),
+    "load: bounded liveness": ("load unit: bounded liveness",
+                               lambda: mutants.LoadUnitWithBubbles(LOAD_CONFIG),
+                               "without a request"),
+    "store: hold while stalled": ("store unit: contract, words, tokens",
+                                  lambda: mutants.StoreUnitIgnoringRefusal(STORE_CONFIG),
+                                  ("payload changed while stalled", "wrong address")),
+    "store: words hold their rows": ("store unit: contract, words, tokens",
+                                     lambda: mutants.StoreUnitReadingNextRow(STORE_CONFIG),
+                                     "does not hold its row's value"),
+    "store: token after the last word": ("store unit: contract, words, tokens",
+                                         lambda: mutants.StoreUnitSignallingAtLastRow(
+                                             STORE_CONFIG),
+                                         ("signal_prev before", "before the previous one's")),
+    "store: memory range": ("store unit: contract, words, tokens",
+                            lambda: mutants.store_unit_checking_wrong_memory(STORE_CONFIG),
+                            "beyond memory_words"),
+    "store: bounded liveness": ("store unit: bounded liveness",
+                                lambda: mutants.StoreUnitWithBubbles(STORE_CONFIG), "came late"),
+    "skip queue: no row repeated": ("skip-read queue: contract, requests, words",
+                                    lambda: mutants.SkipRowsOfferedTwice(RESIDUAL_CONFIG),
+                                    ("lost, repeated", "before its words",
+                                     "without a residual STORE")),
+    "skip queue: bounded liveness": ("skip-read queue: bounded liveness",
+                                     lambda: mutants.SkipRowsWithBubbles(RESIDUAL_CONFIG),
+                                     "skip rows stopped"),
+    "requantizer: hold while stalled": ("requantizer: contract, counting, tagging",
+                                        lambda: mutants.RequantizerIgnoringStall(2, 8, 8),
+                                        "payload changed while stalled"),
+    "requantizer: valid in step with data": ("requantizer: contract, counting, tagging",
+                                             lambda: mutants.RequantizerWithShortValid(2, 8, 8),
+                                             ("not the value of its vector",
+                                              "more vectors in flight")),
+    "requantizer: latency": ("requantizer: latency",
+                             lambda: mutants.RequantizerWithBubbles(2, 8, 8),
+                             ("not on time", "late")),
+    "residual add: inputs taken together": ("residual add: contract, join, tagging",
+                                            lambda: mutants.ResidualAddTakingAAlone(lanes=2),
+                                            "not taken together"),
 }
 
 

@@ -38,14 +38,16 @@ class FakeLayerApi:
                           backend="fake")
 
     def conv2d(self, x, weight, bias=None, *, stride=1, padding=0, requant=None, device=None,
-               residual=None):
+               residual=None, pool=None):
         self.calls.append(("conv2d", np.shape(x), np.shape(weight)))
         y = conv2d_reference(x, weight, bias, stride, padding, requant=requant)
-        if residual is not None:
-            y = residual_add(y, residual[0], residual[1])
-        y = y + self.error
         o, c, kh, kw = np.shape(weight)
         n, _, oh, ow = y.shape
+        if residual is not None:
+            y = residual_add(y, residual[0], residual[1])
+        if pool is not None:
+            y = pool.apply(y)
+        y = y + self.error
         return y, self._stats(n * oh * ow, c * kh * kw, o, device)
 
     def linear(self, x, weight, bias=None, *, requant=None, device=None):

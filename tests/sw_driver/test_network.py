@@ -29,7 +29,7 @@ def fake():
 
 def test_whole_network_matches_the_host_reference(graph, fake):
     inputs = synthetic_inputs(graph, batch=2, seed=4)
-    run = run_network(graph, DEVICE, inputs=inputs, progress=False, layers=fake)
+    run = run_network(graph, DEVICE, inputs=inputs, progress=False, layers=fake, fuse=False)
     expected = reference_outputs(graph, inputs, names=["fc"])["fc"]
     np.testing.assert_array_equal(run.output, expected)
     assert [record.name for record in run.records] == [node.name for node in graph]
@@ -38,6 +38,21 @@ def test_whole_network_matches_the_host_reference(graph, fake):
     assert len(device_layers) == len(fake.calls) == 21  # 20 convolutions and fc
     assert {r.check for r in device_layers} == {"pass"}
     assert {r.check for r in run.records if r.where == "host"} == {"skipped"}
+
+
+def test_by_default_every_add_and_pool_runs_fused_on_the_device(graph, fake):
+    inputs = synthetic_inputs(graph, batch=2, seed=4)
+    run = run_network(graph, DEVICE, inputs=inputs, progress=False, layers=fake)
+    np.testing.assert_array_equal(run.output, reference_outputs(graph, inputs, names=["fc"])["fc"])
+    assert [record.name for record in run.records] == [node.name for node in graph]
+    assert {r.where for r in run.records} == {"device"} and run.failed == []
+    fused = {r.name: r.kind for r in run.records if r.lowering == "fused"}
+    assert fused == {"pool1": "maxpool", "pool5": "avgpool"} | {
+        r.name: "add" for r in run.records if r.kind == "add"}
+    assert len(fake.calls) == 21                        # the fused nodes cost no call
+    by_name = {r.name: r for r in run.records}
+    # conv1's row writes only the pooled map; pool5 follows the last block's add.
+    assert by_name["conv1"].min_write_bytes == by_name["pool1"].min_write_bytes
 
 
 def test_fused_residual_adds_run_on_the_conv_before_them(graph, fake):
@@ -144,7 +159,7 @@ def test_resume_reuses_fused_pairs_but_not_across_fused_and_unfused_runs(graph, 
     # pair's conv: conv2_1.b runs, and its add on the host.
     unfused = FakeLayerApi()
     third = run_network(graph, DEVICE, select="conv2_1", cache_dir=tmp_path, resume=True,
-                        progress=False, layers=unfused)
+                        progress=False, layers=unfused, fuse=False)
     assert unfused.calls == [("conv2d", (1, 64, 16, 16), (64, 64, 3, 3))]
     assert {r.name: r.where for r in third.records}["conv2_1.add"] == "host"
     np.testing.assert_array_equal(third.output, first.output)
@@ -198,7 +213,7 @@ def test_fused_adds_on_the_simulated_device_match_the_reference():
     assert {(r.where, r.lowering) for r in adds} == {("device", "fused")}
     assert run.failed == [] and {r.check for r in run.records if r.where == "device"} == {"pass"}
     # The skip tensor crosses the bus once: 1x128x4x4 int8 values, 8 channels to an 8-byte word.
-    host = run_network(graph, device, select="conv2_2..conv3_1", progress=False)
+    host = run_network(graph, device, select="conv2_2..conv3_1", progress=False, fuse=False)
     np.testing.assert_array_equal(run.output, host.output)
     moved = {r.name: r.bytes_moved for r in run.records}
     unfused = {r.name: r.bytes_moved for r in host.records}

@@ -89,16 +89,19 @@ def test_instructions_reach_their_queues_in_order_under_random_stalls(stream_che
 def test_one_instruction_per_cycle_and_done_two_cycles_after_done():
     words = [encode(Opcode.CONFIG)] * 3 + [encode(Opcode.DONE)]
     transfers, done_cycle, _ = run(words, cycles=20)
-    # start is sampled at edge 0; the command memory read makes instruction 0 valid at edge 1.
-    assert [cycle for cycle, _ in transfers["store"]] == [1, 2, 3]
-    # DONE is reached at edge 4, the drain sees idle units at edge 5, done is high from edge 6.
-    assert done_cycle == 6
+    # start is sampled at edge 0; instruction 0 is read at edge 0, registered at edge 1 and
+    # checked at edge 2, so it is offered from edge 3 on.
+    assert [cycle for cycle, _ in transfers["store"]] == [3, 4, 5]
+    # DONE is reached at edge 6, the drain sees idle units at edge 7, done is high from edge 8.
+    assert done_cycle == 8
 
 
 def test_running_past_the_last_instruction_behaves_as_done():
     transfers, done_cycle, _ = run([encode(Opcode.CONFIG)] * 2, cycles=20)
-    assert [cycle for cycle, _ in transfers["store"]] == [1, 2]
-    assert done_cycle == 4              # drain at edge 3, done from edge 4
+    assert [cycle for cycle, _ in transfers["store"]] == [3, 4]
+    # drain from edge 5; the last instruction may still be entering its queue, so the drain
+    # looks at the units one cycle later than after DONE: done from edge 7.
+    assert done_cycle == 7
 
 
 def error_of(words, **kwargs):
@@ -140,9 +143,9 @@ def error_of(words, **kwargs):
 ])
 def test_a_bad_instruction_stops_with_its_code_one_cycle_after_fetch(word, code):
     result = error_of([encode(Opcode.CONFIG), word])
-    # the bad instruction is valid at edge 2 (after one CONFIG): error is seen after it
+    # the bad instruction is offered at edge 4 (after one CONFIG): error is seen after it
     assert (result["code"], result["cycle"], result["done"], result["running"]) == \
-        (code, 3, 1, 0)
+        (code, 5, 1, 0)
 
 
 def test_a_command_count_beyond_the_command_memory_is_refused():

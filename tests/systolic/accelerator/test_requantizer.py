@@ -142,7 +142,7 @@ def test_one_vector_per_cycle_with_the_documented_latency():
     assert np.all(np.diff(run["in_cycles"]) == 1)
     assert np.all(np.diff(run["out_cycles"]) == 1)
     latency = np.array(run["out_cycles"]) - np.array(run["in_cycles"])
-    assert set(latency.tolist()) == {dut.latency} == {6}
+    assert set(latency.tolist()) == {dut.latency} == {10}
 
 
 def test_full_pipeline_resumes_without_bubbles_after_a_long_stall():
@@ -186,4 +186,4 @@ def test_port_contract():
         "zero_point": signed(17), "qmin": signed(17), "qmax": signed(17),
     })
     assert dut.o.payload.shape() == data.ArrayLayout(signed(8), 3)
-    assert dut.latency == 6
+    assert dut.latency == 10

@@ -9,7 +9,8 @@ from hypothesis import given, settings, strategies as st
 from sw_driver.quant import Requant, requantize
 from sw_driver.gemm import estimate_gemm
 from sw_driver.tiling import gemm_plan_candidates
-from systolic.accelerator.isa import Buffer, ErrorCode, Opcode, encode
+from systolic.accelerator.isa import (Buffer, ErrorCode, Opcode, encode, pack_fields,
+                                      pool_geometry_layout)
 
 from tests.helpers.top import SMALL, random_matrix, run_gemm_job, run_program
 
@@ -80,6 +81,17 @@ def test_back_to_back_updates_of_one_accumulator_row():
     np.testing.assert_array_equal(out, a @ w)
 
 
+def _pool(mode=0, k=2, stride=2, pad=0, width=4, height=4, groups=1, group_stride=4, **tokens):
+    """A POOL word; with ``group_stride`` set past the accumulator, POOL + a pooled STORE."""
+    geometry = pack_fields(pool_geometry_layout, mode=mode, k=k, stride=stride, pad=pad,
+                           groups=groups)
+    word = encode(Opcode.POOL, rows=width, sram_addr=height, sram_addr2=group_stride,
+                  dram_stride=geometry, **tokens)
+    if group_stride < SMALL.accumulator_rows:
+        return word
+    return [word, encode(Opcode.STORE, rows=1, flags={"requantize": 1, "pool": 1})]
+
+
 def error_of(words, config=SMALL):
     result = run_program(config, np.zeros(64, np.uint8), words + [encode(Opcode.DONE)],
                          readback=[(0, 1)], max_cycles=5_000)
@@ -108,8 +120,25 @@ def error_of(words, config=SMALL):
      ErrorCode.BAD_DEPENDENCY),
     (encode(Opcode.COMPUTE, rows=SMALL.accumulator_rows + 1, flags={"window": 1}),
      ErrorCode.SRAM_RANGE),
+    (encode(Opcode.STORE, rows=1, flags={"pool": 1}), ErrorCode.BAD_STORE),
+    (_pool(k=3, stride=2, pad=3), ErrorCode.BAD_POOL),
+    (_pool(k=0, stride=1, pad=0), ErrorCode.BAD_POOL),
+    (_pool(k=3, stride=3, pad=1), ErrorCode.BAD_POOL),
+    (_pool(k=3, stride=2, pad=1, width=0), ErrorCode.BAD_POOL),
+    (_pool(k=3, stride=2, pad=1, width=SMALL.pool_max_width + 1), ErrorCode.BAD_POOL),
+    (_pool(k=3, stride=2, pad=1, groups=SMALL.pool_max_groups + 1), ErrorCode.BAD_POOL),
+    (_pool(k=3, stride=2, pad=0, width=2), ErrorCode.BAD_POOL),        # map narrower than k
+    (_pool(mode=3, k=3, stride=2, pad=1), ErrorCode.BAD_POOL),
+    (_pool(mode=2, k=3, stride=1, pad=0), ErrorCode.BAD_POOL),         # global: k must be 1
+    (_pool(k=3, stride=2, pad=1, signal_next=1), ErrorCode.BAD_DEPENDENCY),
+    # Group reads past the accumulator: found by the store unit as it reads.
+    (_pool(k=2, stride=2, pad=0, groups=2, group_stride=SMALL.accumulator_rows),
+     ErrorCode.SRAM_RANGE),
 ])
 def test_hardware_flags_malformed_instructions_instead_of_hanging(word, code):
+    if isinstance(word, list):
+        assert error_of(word) == (True, code)
+        return
     assert error_of([word]) == (True, code)
 
 

@@ -145,7 +145,7 @@ def test_one_vector_per_cycle_and_no_gap_between_commands():
             ctx.set(getattr(dut.unit.geometry, name), value)
         ctx.set(dut.unit.rows.ready, 1)
         await put(ctx, dut.unit.command, [command, command])
-        await ctx.tick().repeat(len(expected) + 4)
+        await ctx.tick().repeat(2 * len(expected) + 4)     # the second may wait in the reader
 
     simulate(dut, [commander], background=[record(dut.unit.rows, log),
                                            record(dut.unit.command, accepted)],

@@ -9,7 +9,7 @@ import pytest
 from systolic.accelerator.top import Accelerator
 from systolic.flow.synthesis import (SynthesisError, build_design, choose_multipliers,
                                      lut_rows_for_dsp_budget, parse_stat, synthesize,
-                                     tidy_verilog, to_verilog, yosys_script)
+                                     tidy_verilog, to_verilog, top_other_dsps, yosys_script)
 from systolic.flow.toolchain import ToolNotFound, find_tool
 from systolic.params import product_range, signed_bits_for
 
@@ -96,6 +96,27 @@ def test_auto_multiplier_is_ecp5_within_the_parts_dsps():
     assert choose_multipliers("generic", rows=4, cols=4, dsp_budget=8) == ("generic", 2)
     assert choose_multipliers("ecp5", rows=8, cols=8, multiplier="lut") == ("lut", 0)
     assert choose_multipliers("ecp5", rows=8, cols=8, lut_rows=3) == ("ecp5", 3)
+
+
+def test_the_top_leaves_the_dsps_of_its_other_units_out_of_the_pe_budget():
+    assert top_other_dsps(cols=8, residual_add=False, pooling=False) == 4 * 8
+    assert top_other_dsps(cols=8) == 4 * 8 + 12 * 8 + 9
+    # 156 - 81: 75 DSPs, 4 rows of 16.
+    assert choose_multipliers("ecp5", rows=16, cols=16, reserved_dsps=81) == ("ecp5", 12)
+    assert choose_multipliers("ecp5", rows=4, cols=4, reserved_dsps=500) == ("ecp5", 4)
+    with pytest.raises(ValueError, match="reserved_dsps must be at least 0, not -1"):
+        choose_multipliers("ecp5", rows=4, cols=4, reserved_dsps=-1)
+
+
+@needs_yosys
+@pytest.mark.slow
+@pytest.mark.parametrize("residual_add,pooling", [(True, True), (False, False)])
+def test_top_other_dsps_is_what_yosys_maps(tmp_path, residual_add, pooling):
+    # Every PE in LUTs: the DSPs left are the other units'.
+    top = build_design("top", rows=2, cols=3, multiplier="ecp5", lut_multiplier_rows=2,
+                       residual_add=residual_add, pooling=pooling, **SMALL_TOP)
+    result = synthesize(top, target="ecp5", workdir=tmp_path)
+    assert result.dsp == top_other_dsps(cols=3, residual_add=residual_add, pooling=pooling)
 
 
 def test_multiplier_choice_rejects_impossible_requests():

@@ -1,0 +1,102 @@
+"""The proofs of the load unit, the store unit (with its skip-read queue) and the store
+path's requantizer and residual add; :mod:`tests.formal.proofs` merges them into its
+catalogue (same entry format: ``name -> (factory, mode, depth)``).
+
+Depths of the pipelines' proofs follow the units' latencies, so that a retimed unit is
+still proved through at least one whole transfer.
+"""
+
+import dataclasses
+
+from systolic.accelerator.config import AcceleratorConfig
+from systolic.accelerator.requantizer import REQUANTIZER_LATENCY
+from systolic.accelerator.residual_add import ResidualAdd
+
+from .load_harness import LoadUnitHarness
+from .postproc_harnesses import RequantizerHarness, ResidualAddHarness
+from .skip_harness import SkipReadHarness
+from .store_harness import StoreUnitHarness
+from .stream_harnesses import TAG_BITS
+
+__all__ = ["LOAD_CONFIG", "STORE_CONFIG", "RESIDUAL_CONFIG", "UNIT_FAST", "UNIT_DEEP"]
+
+
+def proof_config(**fields):
+    """A small :class:`AcceleratorConfig` without the store path's pooling unit (which
+    these proofs do not cover), on configs that have that option."""
+    if "pooling" in {field.name for field in dataclasses.fields(AcceleratorConfig)}:
+        fields.setdefault("pooling", False)
+    return AcceleratorConfig(**fields)
+
+
+# Input rows of 2 words, weight rows of 1, parameter rows of 9; 16 words of memory, so
+# that ranges beyond it are cheap to reach.
+LOAD_CONFIG = proof_config(
+    rows=2, cols=1, input_buffer_rows=4, weight_buffer_rows=2, accumulator_rows=2,
+    param_rows=2, bus_bytes=1, memory_words=16, command_depth=4)
+# Raw rows of 3 words (2 x 12 bits), requantized rows of 2 (2 x 8 bits), no residual add.
+STORE_CONFIG = proof_config(
+    rows=1, cols=2, weight_bits=2, act_bits=2, acc_bits=12, out_bits=8, bus_bytes=1,
+    input_buffer_rows=2, weight_buffer_rows=1, accumulator_rows=4, param_rows=2,
+    memory_words=32, command_depth=4, residual_add=False)
+# One column with the residual add: raw rows of 3 words, output and skip rows of 2.
+RESIDUAL_CONFIG = proof_config(
+    rows=1, cols=1, weight_bits=2, act_bits=2, acc_bits=20, out_bits=12, bus_bytes=1,
+    input_buffer_rows=2, weight_buffer_rows=1, accumulator_rows=4, param_rows=2,
+    memory_words=32, command_depth=4, residual_add=True)
+
+# One result through each pipeline, plus cycles to stall it and see it change.
+REQUANT_DEPTH = REQUANTIZER_LATENCY + 3
+ADD_DEPTH = ResidualAdd.latency + 1
+
+UNIT_FAST = {
+    "requantizer: contract, counting, tagging": (
+        lambda unit=None: RequantizerHarness(unit=unit), "bmc", REQUANT_DEPTH),
+    "requantizer: latency": (
+        lambda unit=None: RequantizerHarness(live=True, unit=unit), "bmc", REQUANT_DEPTH),
+    "residual add: contract, join, tagging": (
+        lambda unit=None: ResidualAddHarness(unit=unit), "bmc", ADD_DEPTH),
+    "residual add: latency": (
+        lambda unit=None: ResidualAddHarness(live=True, unit=unit), "bmc", ADD_DEPTH),
+    "load unit: contract, requests, rows, tokens": (
+        lambda unit=None: LoadUnitHarness(LOAD_CONFIG, unit=unit), "bmc", 7),
+    "load unit: bounded liveness": (
+        lambda unit=None: LoadUnitHarness(LOAD_CONFIG, live=True, unit=unit), "bmc", 7),
+    "store unit: contract, words, tokens": (
+        lambda unit=None: StoreUnitHarness(STORE_CONFIG, unit=unit), "bmc", 7),
+    "store unit: bounded liveness": (
+        lambda unit=None: StoreUnitHarness(STORE_CONFIG, live=True, unit=unit), "bmc", 7),
+    "store unit with residual add: skip reads, words, tokens": (
+        lambda unit=None: StoreUnitHarness(RESIDUAL_CONFIG, unit=unit), "bmc", 6),
+    "skip-read queue: contract, requests, words": (
+        lambda unit=None: SkipReadHarness(RESIDUAL_CONFIG, unit=unit), "bmc", 8),
+    "skip-read queue: bounded liveness": (
+        lambda unit=None: SkipReadHarness(RESIDUAL_CONFIG, live=True, unit=unit), "bmc", 8),
+}
+
+UNIT_DEEP = {
+    "requantizer (exact rescaling): tagging": (
+        lambda unit=None: RequantizerHarness(exact=True, unit=unit), "bmc",
+        REQUANTIZER_LATENCY + 3),
+    "requantizer: contract, counting, tagging": (
+        lambda unit=None: RequantizerHarness(unit=unit), "bmc", 2 * REQUANTIZER_LATENCY),
+    "residual add: contract, join, tagging": (
+        lambda unit=None: ResidualAddHarness(unit=unit), "bmc", ResidualAdd.latency + 8),
+    "load unit: contract, requests, rows, tokens": (
+        lambda unit=None: LoadUnitHarness(LOAD_CONFIG, unit=unit), "bmc", 12),
+    "load unit: bounded liveness": (
+        lambda unit=None: LoadUnitHarness(LOAD_CONFIG, live=True, unit=unit), "bmc", 14),
+    "store unit: contract, words, tokens": (
+        lambda unit=None: StoreUnitHarness(STORE_CONFIG, unit=unit), "bmc",
+        REQUANTIZER_LATENCY + 6),
+    "store unit: bounded liveness": (
+        lambda unit=None: StoreUnitHarness(STORE_CONFIG, live=True, unit=unit), "bmc",
+        REQUANTIZER_LATENCY + 8),
+    "store unit with residual add: skip reads, words, tokens": (
+        lambda unit=None: StoreUnitHarness(RESIDUAL_CONFIG, unit=unit), "bmc", 12),
+    "skip-read queue: contract, requests, words": (
+        lambda unit=None: SkipReadHarness(RESIDUAL_CONFIG, tag_bits=TAG_BITS + 1, unit=unit),
+        "bmc", 20),
+    "skip-read queue: bounded liveness": (
+        lambda unit=None: SkipReadHarness(RESIDUAL_CONFIG, live=True, unit=unit), "bmc", 14),
+}
