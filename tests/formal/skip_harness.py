@@ -37,14 +37,15 @@ class SkipReadHarness(Elaboratable):
       ``AnyConst``, words free) is word ``k mod W`` of the ``(k div W)``-th row out, and no
       row comes out before its words;
     - with ``live`` (memory answers in the next cycle, rows always taken): while rows are
-      owed, no more than ``W + 2`` cycles pass without one.
+      owed, no more than ``W + 2`` cycles pass without one;
+    - with ``credits`` (instead of the data check, which is too slow at the depth where the
+      queue fills): the queue has room for every word that returns.
     """
 
     memory_map = True
 
-    def __init__(self, config, *, max_rows=12, tag_bits=TAG_BITS, live=False, unit=None):
-        self.config, self.max_rows, self.live = config, max_rows, live
-        self.tag_bits = tag_bits
+    def __init__(self, config, *, max_rows=12, credits=False, live=False, unit=None):
+        self.config, self.max_rows, self.live, self.credits = config, max_rows, live, credits
         self.unit = unit or StoreUnit(config)
         self.unit._MustUse__silence = True         # only its _fetch_skip is elaborated
 
@@ -89,9 +90,15 @@ class SkipReadHarness(Elaboratable):
         with m.If(rows.valid):
             m.d.comb += Assert(owed != 0, "a skip row without a residual STORE")
 
-        # The k-th word back is word k mod W of the (k div W)-th row out.
         response = unit.skip.response
-        index = AnyConst(self.tag_bits + 1)
+        if self.credits:
+            # The credit check alone, white-box: the queue _fetch_skip added to this module.
+            queue = m.submodules.skip_words
+            m.d.comb += Assert(~response.valid | queue.w.ready,
+                               "a skip word arrived at a full queue (lost)")
+            return m
+        # The k-th word back is word k mod W of the (k div W)-th row out.
+        index = AnyConst(TAG_BITS + 1)
         seen, word, _ = tag_once(m, response.valid, response.payload.data, index, "word")
         rows_out = Signal(8)
         m.d.sync += rows_out.eq(rows_out + row_out)

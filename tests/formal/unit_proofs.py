@@ -16,7 +16,6 @@ from .load_harness import LoadUnitHarness
 from .postproc_harnesses import RequantizerHarness, ResidualAddHarness
 from .skip_harness import SkipReadHarness
 from .store_harness import StoreUnitHarness
-from .stream_harnesses import TAG_BITS
 
 __all__ = ["LOAD_CONFIG", "STORE_CONFIG", "RESIDUAL_CONFIG", "UNIT_FAST", "UNIT_DEEP"]
 
@@ -95,8 +94,9 @@ UNIT_DEEP = {
     "store unit with residual add: skip reads, words, tokens": (
         lambda unit=None: StoreUnitHarness(RESIDUAL_CONFIG, unit=unit), "bmc", 12),
     "skip-read queue: contract, requests, words": (
-        lambda unit=None: SkipReadHarness(RESIDUAL_CONFIG, tag_bits=TAG_BITS + 1, unit=unit),
-        "bmc", 20),
+        lambda unit=None: SkipReadHarness(RESIDUAL_CONFIG, unit=unit), "bmc", 14),
+    "skip-read queue: credits (queue full)": (
+        lambda unit=None: SkipReadHarness(RESIDUAL_CONFIG, credits=True, unit=unit), "bmc", 20),
     "skip-read queue: bounded liveness": (
         lambda unit=None: SkipReadHarness(RESIDUAL_CONFIG, live=True, unit=unit), "bmc", 14),
 }
