@@ -17,7 +17,7 @@ from systolic.accelerator.isa import Buffer
 from .conv_plan import MAX_ROWS, window_plan_candidates
 from .cost_model import TimingModel, fastest
 from .feature_map import feature_map_row, pack_feature_map, to_blocked_rows, unpack_feature_map
-from .gemm import PROBE_ADD, PROBE_REQUANT, param_rows, probe_config, skip_region
+from .gemm import param_rows, probe_config, probe_program, skip_region
 from .memory_image import MemoryImage, pack_rows
 from .program import Program
 from .schedule import emit_schedule
@@ -204,21 +204,16 @@ def choose_window_plan(config, shape, requantize, residual=False, pool=None):
 
 def estimate_window_plan(config, plan, requantize, residual=False):
     """:class:`~sw_driver.cost_model.Estimate` of ``plan``'s program (the cost model)."""
-    probe = probe_config(config)
-    model = TimingModel(probe)
-    window_program(probe, plan, layout_window_conv(probe, plan, requantize),
-                   PROBE_REQUANT if requantize else None, program=model,
-                   residual=PROBE_ADD if residual else None)
+    model = TimingModel(probe_config(config))
+    probe_program(config, plan, requantize, residual, window_program, layout_window_conv, model)
     return model.estimate()
 
 
 def window_instruction_count(config, shape, requantize, residual=False, pool=None):
     """Instructions of the windowed convolution's program, as the builder emits them."""
     plan = choose_window_plan(config, shape, requantize, residual, pool)[0]
-    probe = probe_config(config)
-    return len(window_program(probe, plan, layout_window_conv(probe, plan, requantize),
-                              PROBE_REQUANT if requantize else None,
-                              residual=PROBE_ADD if residual else None))
+    return len(probe_program(config, plan, requantize, residual, window_program,
+                             layout_window_conv))
 
 
 def weight_tile_rows(config, plan, weight):

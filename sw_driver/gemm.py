@@ -17,7 +17,7 @@ from .tiling import LEAD_ROWS, gemm_plan_candidates
 
 __all__ = ["GemmJob", "GemmLayout", "build_gemm", "layout_gemm", "gemm_program",
            "gemm_instruction_count", "param_rows", "GemmLowering", "choose_gemm_plan", "estimate_gemm",
-           "probe_config", "PROBE_REQUANT", "PROBE_ADD"]
+           "probe_config", "probe_program", "PROBE_REQUANT", "PROBE_ADD"]
 
 
 @dataclass
@@ -97,6 +97,16 @@ def probe_config(config):
     return config.replace(memory_words=1 << 31, command_depth=1 << COMMAND_COUNT_BITS)
 
 
+def probe_program(config, plan, requantize, residual, emit, layout, program=None):
+    """``plan``'s program as ``emit`` (``gemm_program`` or ``window_program``) builds it with
+    stand-in operands, into ``program`` (a :class:`~sw_driver.cost_model.TimingModel`) or a
+    checked :class:`Program`: for timing and counting instructions, never for running."""
+    probe = probe_config(config)
+    return emit(probe, plan, layout(probe, plan, requantize),
+                PROBE_REQUANT if requantize else None, program=program,
+                residual=PROBE_ADD if residual else None)
+
+
 @dataclass(frozen=True)
 class GemmLayout:
     """Main-memory word addresses of a GEMM's tensors, in allocation order."""
@@ -163,21 +173,15 @@ def choose_gemm_plan(config, m, k, n, requantize, residual=False, pool=None):
 
 def estimate_gemm(config, plan, requantize, residual=False):
     """:class:`~sw_driver.cost_model.Estimate` of ``plan``'s program (the cost model)."""
-    probe = probe_config(config)
-    model = TimingModel(probe)
-    gemm_program(probe, plan, layout_gemm(probe, plan, requantize),
-                 PROBE_REQUANT if requantize else None, program=model,
-                 residual=PROBE_ADD if residual else None)
+    model = TimingModel(probe_config(config))
+    probe_program(config, plan, requantize, residual, gemm_program, layout_gemm, model)
     return model.estimate()
 
 
 def gemm_instruction_count(config, m, k, n, requantize, residual=False, pool=None):
     """Instructions of the GEMM's program, as the builder emits them (no operands needed)."""
     plan = choose_gemm_plan(config, m, k, n, requantize, residual, pool)[0]
-    probe = probe_config(config)
-    return len(gemm_program(probe, plan, layout_gemm(probe, plan, requantize),
-                            PROBE_REQUANT if requantize else None,
-                            residual=PROBE_ADD if residual else None))
+    return len(probe_program(config, plan, requantize, residual, gemm_program, layout_gemm))
 
 
 def output_rows(config, plan, y):
