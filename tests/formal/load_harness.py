@@ -2,20 +2,19 @@
 
 The unit is built by its public constructor from a small :class:`AcceleratorConfig`;
 main memory is :class:`~tests.formal.memory_models.ReadMemoryModel` (free in-order
-latency, word = address XOR a free key). The instructions are free within what the
+latency, free words). The instructions are free within what the
 dispatcher lets through (LOAD, buffer 0..2, 1..``max_rows`` rows inside the buffer, no
 ``*_prev`` flags); addresses and strides are free 32-bit values whose words lie below
-``2**32`` (what a word beyond that is, the units do not agree on; isa.md does not say).
+``2**32`` (what a word beyond that is, the units do not agree on; docs/isa.md does not
+say).
 """
 
-from amaranth.hdl import Assert, Assume, Cat, Elaboratable, Mux, Signal
-from amaranth.lib import data
+from amaranth.hdl import Assert, Assume, Elaboratable, Mux, Signal
 
 from sim.formal import AnyConst, AnySeq, check_stream_holds, harness_module
 from systolic.accelerator.isa import (DRAM_ADDR_BITS, SRAM_ADDR_BITS, Buffer, Opcode,
                                       instruction_layout)
 from systolic.accelerator.load_unit import LoadUnit
-from systolic.accelerator.queue import Queue
 
 from .memory_models import ReadMemoryModel, tag_once
 from .stream_harnesses import TAG_BITS, assume_producer
@@ -44,11 +43,13 @@ class LoadUnitHarness(Elaboratable):
       ``sram_addr + i``, beat ``b`` and ``last``; exactly ``rows * W`` requests, and the next
       LOAD is taken only after them; no request at or beyond ``memory_words``: there the unit
       raises ``error`` within 2 cycles and takes no further LOAD; no ``error`` otherwise;
-    - rows written: a buffer is written exactly when a row's last word returns, at that
-      row, with the row's words from memory in beat order (a scoreboard of requested rows);
+    - rows written: a row's words return in beat order; a buffer is written exactly when a
+      row's last word returns, at the row its tag names, and the ``k``-th word that
+      returned (``k`` = ``AnyConst``) is in its beat of the row written;
     - tokens: ``take`` only while ``available``, exactly for a LOAD with ``wait_next`` as it
-      is accepted; each ``signal_next`` LOAD signals once, in the cycle after its last word
-      returned (a scoreboard of targets); ``busy`` while anything is outstanding;
+      is accepted; ``signal_next`` exactly in the cycle after a ``signal_next`` LOAD's last
+      word returned (the memory model carries a mark with that word); ``busy`` while
+      anything is outstanding;
     - with ``live`` (memory and tokens always ready): no cycle with work waiting passes
       without a request or an accepted LOAD.
     """

@@ -1,9 +1,8 @@
 """Environment models and a tagging helper shared by the unit proofs: memory, buffers.
 
-Both stand for big memories with free contents: a memory word is its address XOR an
-``AnyConst`` key (every word differs, and a word read from the wrong address or in the
-wrong beat shows), a buffer row is an ``AnyConst`` of its own. The proofs compute the
-expected data from the same functions, never from the unit's internals.
+Both stand for big memories with free contents: a word read from main memory is free
+(``AnySeq``), a buffer row is an ``AnyConst`` of its own; the proofs tag a word or compute
+the expected row from those values, never from the unit's internals.
 """
 
 from amaranth.hdl import Array, Signal, Value
@@ -22,17 +21,13 @@ class ReadMemoryModel:
     of a ``depth``-entry queue (a proven :class:`Queue`) is free; responses leave in
     request order, each at least 1 cycle after its request, when a free ``respond``
     (always, with ``live``) allows: any in-order latency, fixed or not. A response carries
-    the request's tag and, with ``words="free"``, a free word (``AnySeq``), or with
-    ``words="address"`` the word ``word(a) = a ^ key`` of its address ``a``. ``mark`` (a
-    harness signal sampled with each request) comes back as :attr:`mark` with its response.
+    the request's tag and a free word. ``mark`` (a harness signal sampled with each request)
+    comes back as :attr:`mark` with its response.
     """
 
-    def __init__(self, m, port, name, *, depth=3, live=False, words="free", mark=0):
+    def __init__(self, m, port, name, *, depth=3, live=False, mark=0):
         request, response = port.request, port.response
-        self.word_bits = len(response.payload.data)
-        self.key = AnyConst(self.word_bits)
-        layout = data.StructLayout({"addr": len(request.payload.addr),
-                                    "tag": len(Value.cast(request.payload.tag)), "mark": 1})
+        layout = data.StructLayout({"tag": len(Value.cast(request.payload.tag)), "mark": 1})
         m.submodules[f"{name}_pending"] = self.pending = pending = Queue(layout, depth)
         accept = Signal(name=f"{name}_accept")
         respond = Signal(name=f"{name}_respond")
@@ -40,20 +35,14 @@ class ReadMemoryModel:
         m.d.comb += [
             pending.w.valid.eq(request.valid & accept),
             request.ready.eq(accept & pending.w.ready),
-            pending.w.payload.addr.eq(request.payload.addr),
             pending.w.payload.tag.eq(Value.cast(request.payload.tag)),
             pending.w.payload.mark.eq(mark),
             response.valid.eq(pending.r.valid & respond),
             pending.r.ready.eq(respond),
-            response.payload.data.eq(AnySeq(self.word_bits) if words == "free"
-                                     else self.word(pending.r.payload.addr)),
+            response.payload.data.eq(AnySeq(len(response.payload.data))),
             Value.cast(response.payload.tag).eq(pending.r.payload.tag),
         ]
         self.mark = pending.r.payload.mark
-
-    def word(self, addr):
-        """The memory word at ``addr``."""
-        return addr[:self.word_bits] ^ self.key
 
 
 class BufferModel:

@@ -29,7 +29,7 @@ __all__ = ["QueueChangingStalledPayload", "QueueLosingWhenFull", "QueueWithBubbl
            "load_unit_checking_wrong_memory", "StoreUnitIgnoringRefusal", "StoreUnitReadingNextRow",
            "StoreUnitWithBubbles", "StoreUnitSignallingAtLastRow",
            "store_unit_checking_wrong_memory",
-           "SkipRowsOfferedTwice", "SkipRowsWithBubbles", "RequantizerIgnoringStall",
+           "SkipRowsOfferedTwice", "SkipRowsWithBubbles", "SkipQueueShorterThanCredits", "RequantizerIgnoringStall",
            "RequantizerWithBubbles", "RequantizerWithShortValid", "ResidualAddTakingAAlone"]
 
 
@@ -346,3 +346,17 @@ class ResidualAddTakingAAlone(ResidualAdd):
         m = super().elaborate(platform)
         m.d.comb += self.a.ready.eq(~self.o.valid | self.o.ready)
         return m
+
+
+class SkipQueueShorterThanCredits(StoreUnit):
+    """The skip-word queue has one entry fewer than the credits allow: a word that returns
+    to a full queue is lost."""
+
+    def _fetch_skip(self, m, *args, **kwargs):
+        from systolic.accelerator import store_unit
+        real = store_unit.Queue
+        store_unit.Queue = lambda shape, depth: real(shape, depth - 1)
+        try:
+            return super()._fetch_skip(m, *args, **kwargs)
+        finally:
+            store_unit.Queue = real

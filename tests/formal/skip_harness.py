@@ -18,6 +18,7 @@ from amaranth.hdl import Assert, Assume, Elaboratable, Mux, Signal
 
 from sim.formal import AnyConst, AnySeq, check_stream_holds, harness_module
 from systolic.accelerator.isa import DRAM_ADDR_BITS, Opcode, instruction_layout
+from systolic.accelerator import store_unit
 from systolic.accelerator.store_unit import StoreUnit
 
 from .memory_models import ReadMemoryModel, tag_once
@@ -36,16 +37,21 @@ class SkipReadHarness(Elaboratable):
     - no word lost, repeated or misplaced: the ``k``-th word that returns (``k`` =
       ``AnyConst``, words free) is word ``k mod W`` of the ``(k div W)``-th row out, and no
       row comes out before its words;
+    - the queue has room for every word that returns (the credit check; white-box: it
+      reads the queue's ``w.ready``);
     - with ``live`` (memory answers in the next cycle, rows always taken): while rows are
-      owed, no more than ``W + 2`` cycles pass without one;
-    - with ``credits`` (instead of the data check, which is too slow at the depth where the
-      queue fills): the queue has room for every word that returns.
+      owed, no more than ``W + 2`` cycles pass without one.
+
+    ``queue_words`` elaborates the queue with that many words instead of
+    ``SKIP_QUEUE_WORDS`` (16, full only after 17 cycles, beyond the depths that close), so
+    that the proof sees it fill and drain.
     """
 
     memory_map = True
 
-    def __init__(self, config, *, max_rows=12, credits=False, live=False, unit=None):
-        self.config, self.max_rows, self.live, self.credits = config, max_rows, live, credits
+    def __init__(self, config, *, max_rows=12, queue_words=None, live=False, unit=None):
+        self.config, self.max_rows, self.live = config, max_rows, live
+        self.queue_words = queue_words
         self.unit = unit or StoreUnit(config)
         self.unit._MustUse__silence = True         # only its _fetch_skip is elaborated
 
@@ -72,7 +78,13 @@ class SkipReadHarness(Elaboratable):
         # Pooled STOREs read `groups` skip rows per pixel; these proofs cover one.
         takes_groups = "groups" in inspect.signature(StoreUnit._fetch_skip).parameters
         arguments = {"groups": 1} if takes_groups else {}
-        rows = unit._fetch_skip(m, current, offset, **arguments)
+        # A smaller queue (the size is a module constant) fills within the proof's depth.
+        size = store_unit.SKIP_QUEUE_WORDS
+        store_unit.SKIP_QUEUE_WORDS = self.queue_words or size
+        try:
+            rows = unit._fetch_skip(m, current, offset, **arguments)
+        finally:
+            store_unit.SKIP_QUEUE_WORDS = size
         drive_consumer(m, rows, live)
         check_stream_holds(m, rows, "rows")
         bad = check_skip_reads(m, config, unit.skip.request, head, taken, current, offset,
@@ -91,12 +103,10 @@ class SkipReadHarness(Elaboratable):
             m.d.comb += Assert(owed != 0, "a skip row without a residual STORE")
 
         response = unit.skip.response
-        if self.credits:
-            # The credit check alone, white-box: the queue _fetch_skip added to this module.
-            queue = m.submodules.skip_words
+        queue = getattr(m.submodules, "skip_words", None)     # the queue _fetch_skip added
+        if queue is not None:
             m.d.comb += Assert(~response.valid | queue.w.ready,
                                "a skip word arrived at a full queue (lost)")
-            return m
         # The k-th word back is word k mod W of the (k div W)-th row out.
         index = AnyConst(TAG_BITS + 1)
         seen, word, _ = tag_once(m, response.valid, response.payload.data, index, "word")

@@ -69,6 +69,8 @@ UNIT_FAST = {
         lambda unit=None: StoreUnitHarness(RESIDUAL_CONFIG, unit=unit), "bmc", 6),
     "skip-read queue: contract, requests, words": (
         lambda unit=None: SkipReadHarness(RESIDUAL_CONFIG, unit=unit), "bmc", 8),
+    "skip-read queue (4 words): contract, requests, words, credits": (
+        lambda unit=None: SkipReadHarness(RESIDUAL_CONFIG, queue_words=4, unit=unit), "bmc", 8),
     "skip-read queue: bounded liveness": (
         lambda unit=None: SkipReadHarness(RESIDUAL_CONFIG, live=True, unit=unit), "bmc", 8),
 }
@@ -95,8 +97,8 @@ UNIT_DEEP = {
         lambda unit=None: StoreUnitHarness(RESIDUAL_CONFIG, unit=unit), "bmc", 12),
     "skip-read queue: contract, requests, words": (
         lambda unit=None: SkipReadHarness(RESIDUAL_CONFIG, unit=unit), "bmc", 14),
-    "skip-read queue: credits (queue full)": (
-        lambda unit=None: SkipReadHarness(RESIDUAL_CONFIG, credits=True, unit=unit), "bmc", 20),
+    "skip-read queue (4 words): contract, requests, words, credits": (
+        lambda unit=None: SkipReadHarness(RESIDUAL_CONFIG, queue_words=4, unit=unit), "bmc", 14),
     "skip-read queue: bounded liveness": (
         lambda unit=None: SkipReadHarness(RESIDUAL_CONFIG, live=True, unit=unit), "bmc", 14),
 }
