@@ -7,7 +7,8 @@ from amaranth.lib.wiring import In, Out
 
 from systolic.accelerator.config import AcceleratorConfig
 from systolic.accelerator.isa import (COMMAND_COUNT_BITS, COUNTER_BITS, COUNTER_SELECT_BITS,
-                                      DRAM_ADDR_BITS, ERROR_CODE_BITS, INSTRUCTION_BITS)
+                                      DRAM_ADDR_BITS, ERROR_CODE_BITS, INSTRUCTION_BITS,
+                                      PROGRAM_COUNT_BITS)
 from systolic.accelerator.top import Accelerator
 
 __all__ = ["HarnessTop", "harness_ports"]
@@ -19,7 +20,7 @@ def harness_ports(word_bits):
         "host_addr": In(DRAM_ADDR_BITS), "host_wdata": In(word_bits), "host_we": In(1),
         "host_rdata": Out(word_bits),
         "cmd_addr": In(COMMAND_COUNT_BITS), "cmd_wdata": In(INSTRUCTION_BITS), "cmd_we": In(1),
-        "start": In(1), "cmd_count": In(COMMAND_COUNT_BITS),
+        "start": In(1), "cmd_count": In(PROGRAM_COUNT_BITS),
         "done": Out(1), "error": Out(1), "error_code": Out(ERROR_CODE_BITS),
         "counter_sel": In(COUNTER_SELECT_BITS), "counter_value": Out(COUNTER_BITS),
     }

@@ -37,9 +37,9 @@ def conv2d(x, weight, bias=None, *, stride=1, padding=0, dilation=1, groups=1, r
     lowering : {"auto", "window", "im2col"}
         ``"window"``: the accelerator forms the windows on chip from a channel-blocked
         feature map (:mod:`sw_driver.conv`); ``"im2col"``: the host lowers the convolution
-        to a GEMM (:mod:`sw_driver.lowering`); ``"auto"``: the one with fewer estimated
-        cycles on this device (:mod:`sw_driver.conv_cost`; ties go to windows), or the
-        only one that can run it. ``LayerStats.lowering`` says which one ran.
+        to a GEMM (:mod:`sw_driver.lowering`); ``"auto"``: of those within 1 % of the
+        fewest estimated cycles on this device, the one with less traffic
+        (:mod:`sw_driver.conv_cost`; ties go to windows), or the only one that can run it. ``LayerStats.lowering`` says which one ran.
     residual : (skip, AddRequant), optional
         Fuse a residual add on the store path: the requantized output ``q`` becomes
         ``sw_driver.reference.residual_add(q, skip, params)`` (TFLite ADD, then its clamp),

@@ -46,11 +46,20 @@ class LoweringChoice:
     im2col: object
 
 
+def _fastest_lowering(estimates, tolerance=0.01):
+    least = min(estimate.cycles for estimate in estimates.values())
+    near = [name for name in ("window", "im2col") if estimates[name].cycles <= least * (1 + tolerance)]
+    return min(near, key=lambda name: (estimates[name].read_words + estimates[name].write_words,
+                                       estimates[name].cycles))
+
+
 def choose_lowering(config, shape, requantize, lowering="auto", residual=False, pool=None):
     """Pick ``"window"`` or ``"im2col"`` for ``shape``; raise ``ProgramError`` if neither runs.
 
-    ``lowering="auto"`` takes the one with fewer estimated cycles (ties: window); a named
-    lowering is taken as asked, or refused with the reason it cannot run.
+    ``lowering="auto"`` takes, of the lowerings within 1 % of the fewest estimated cycles,
+    the one with the least traffic (ties: window), the rule the tilers use for their
+    plans (:func:`~sw_driver.cost_model.fastest`); a named lowering is taken as asked, or
+    refused with the reason it cannot run.
     """
     if lowering not in LOWERINGS:
         raise ValueError(f"lowering must be one of {LOWERINGS}, not {lowering!r}")
@@ -71,7 +80,7 @@ def choose_lowering(config, shape, requantize, lowering="auto", residual=False, 
         other = "im2col" if chosen == "window" else "window"
         reason = f"{other} cannot run: {refusals[other]}"
     else:
-        chosen = min(("window", "im2col"), key=lambda name: estimates[name].cycles)
+        chosen = _fastest_lowering(estimates)
         reason = (f"estimated {estimates['window'].cycles} cycles windowed, "
                   f"{estimates['im2col'].cycles} by im2col")
     chosen = lowering if lowering != "auto" else chosen

@@ -8,7 +8,7 @@ preceded, in program order, by a matching signal), so that a program built with
 
 from dataclasses import dataclass
 
-from systolic.accelerator.isa import (COORDINATE_BITS, DRAM_ADDR_BITS, SRAM_ADDR_BITS, Buffer,
+from systolic.accelerator.isa import (COORDINATE_BITS, DRAM_ADDR_BITS, SRAM_ADDR_BITS, TOKEN_BITS, Buffer,
                                       Opcode, ResidualPart, encode, pack_fields,
                                       pack_window_fields, pool_geometry_layout,
                                       window_geometry_layout, window_tap_layout)
@@ -16,6 +16,7 @@ from systolic.accelerator.isa import (COORDINATE_BITS, DRAM_ADDR_BITS, SRAM_ADDR
 __all__ = ["Program", "ProgramError", "WindowGeometry"]
 
 _ADDRESS_MASK = (1 << SRAM_ADDR_BITS) - 1
+TOKEN_LIMIT = 1 << TOKEN_BITS
 
 # Token channels: (producer, consumer).
 CHANNELS = ("load->execute", "execute->load", "execute->store", "store->execute")
@@ -56,11 +57,14 @@ class Program:
     def __len__(self):
         return len(self.instructions)
 
-    def words(self):
-        """The encoded instructions, ending with DONE, checked for balance."""
+    def words(self, *, paged=False):
+        """The encoded instructions, ending with DONE.
+
+        Without ``paged`` they must fit the command memory; with it they may be longer (see
+        :func:`sw_driver.paging.page_program`, which adds the FETCHes)."""
         if not self.instructions or self.instructions[-1][0] != Opcode.DONE:
             self.done()
-        if len(self.instructions) > self.config.command_depth:
+        if not paged and len(self.instructions) > self.config.command_depth:
             raise ProgramError(f"{len(self.instructions)} instructions do not fit the command "
                                f"memory of {self.config.command_depth}")
         return [word for _, word in self.instructions]
@@ -90,6 +94,9 @@ class Program:
             self.tokens[channel] -= 1
         for channel in signals:
             self.tokens[channel] += 1
+            if self.tokens[channel] >= TOKEN_LIMIT:
+                raise ProgramError(f"instruction {len(self.instructions)} leaves {TOKEN_LIMIT} "
+                                   f"{channel} tokens outstanding: more than the hardware counts")
 
     def _emit(self, opcode, waits=(), signals=(), **fields):
         self._tokens(waits, signals)
@@ -296,6 +303,24 @@ class Program:
                           "pool": bool(pool)},
                    rows=rows, sram_addr=acc_addr, sram_addr2=param_row, dram_addr=dram_addr,
                    dram_stride=stride)
+
+    def fetch(self, *, slot, rows, dram_addr):
+        """Copy ``rows`` instructions from main memory (one every ``row_words("command")``
+        words from ``dram_addr``) into command-memory rows ``slot ..``: the next instructions
+        of the run (docs/isa.md, FETCH)."""
+        self._check_rows(rows)
+        self._check_sram("command memory", slot, rows, self.config.command_depth)
+        row_words = self.config.row_words("command")
+        self._check_dram(dram_addr, rows, row_words, row_words)
+        self._emit(Opcode.FETCH, rows=rows, sram_addr=slot, dram_addr=dram_addr,
+                   dram_stride=row_words)
+
+    def snapshot(self, dram_addr):
+        """Write every performance counter to main memory from word ``dram_addr`` on, once
+        the STOREs before it have written their last word."""
+        words = self.config.row_words("snapshot")
+        self._check_dram(dram_addr, 1, words, words)
+        self._emit(Opcode.SNAPSHOT, dram_addr=dram_addr)
 
     def done(self):
         self._emit(Opcode.DONE)

@@ -17,7 +17,7 @@ import numpy as np
 
 import systolic
 from systolic.accelerator.config import AcceleratorConfig
-from systolic.accelerator.isa import INSTRUCTION_BITS, MAX_COMMANDS
+from systolic.accelerator.isa import INSTRUCTION_BITS, PROGRAM_COUNT_BITS
 from systolic.accelerator.top import COUNTER_NAMES
 
 from .. import harness_top
@@ -187,9 +187,14 @@ def top_info(top):
 class RunInputs:
     """Checked inputs of one run, in the form both backends use."""
     memory: np.ndarray      # uint8, a whole number of words
-    commands: tuple         # ints < 2**128
+    commands: tuple         # ints < 2**128: the whole run (cmd_count is their number)
     max_cycles: int
     readback: tuple         # (first_word, word_count) pairs
+
+    def command_memory(self, info):
+        """The instructions the host writes into the command memory before the start: the
+        first ``command_depth`` (FETCH instructions bring the rest, docs/isa.md)."""
+        return self.commands[:info.command_depth]
 
     def words(self, info):
         """Yield ``(index, value)`` for each loaded word (zeros too)."""
@@ -215,9 +220,9 @@ def _check_memory(memory_bytes, info):
 
 def _check_commands(commands, info):
     commands = tuple(int(command) for command in commands)
-    limit = min(info.command_depth, MAX_COMMANDS)
+    limit = (1 << PROGRAM_COUNT_BITS) - 1
     if len(commands) > limit:
-        raise ValueError(f"{len(commands)} commands do not fit the command memory "
+        raise ValueError(f"{len(commands)} commands are more than one run can count "
                          f"(at most {limit})")
     for index, command in enumerate(commands):
         if not 0 <= command < 1 << COMMAND_BITS:

@@ -130,12 +130,13 @@ class CompiledModel:
     def _write_inputs(self, folder, inputs, trace, trace_window, progress):
         (folder / "memory.bin").write_bytes(inputs.memory.tobytes())
         (folder / "commands.bin").write_bytes(
-            b"".join(command.to_bytes(INSTRUCTION_BYTES, "little") for command in inputs.commands))
+            b"".join(command.to_bytes(INSTRUCTION_BYTES, "little")
+                     for command in inputs.command_memory(self.info)))
         argv = [str(self.binary), "--memory", str(folder / "memory.bin"),
                 "--commands", str(folder / "commands.bin"), "--out", str(folder / "out.bin"),
                 "--word-bits", str(self.info.word_bits),
                 "--counters", str(len(self.info.counter_names)),
-                "--max-cycles", str(inputs.max_cycles)]
+                "--max-cycles", str(inputs.max_cycles), "--count", str(len(inputs.commands))]
         ranges = [f"{first}:{count}" for first, count in inputs.readback if count]
         if ranges:
             argv += ["--readback", ",".join(ranges)]

@@ -70,7 +70,7 @@ class PysimModel:
         async def testbench(ctx):
             for index, value in inputs.words(info):
                 ctx.set(top.main_memory.data[index], value)
-            for index, command in enumerate(inputs.commands):
+            for index, command in enumerate(inputs.command_memory(info)):
                 ctx.set(top.command_memory.data[index], command)
             ctx.set(top.cmd_count, len(inputs.commands))
             ctx.set(top.start, 1)

@@ -27,7 +27,7 @@ namespace simh {
 
 struct Options {
   std::string memory, commands, out, trace;
-  uint64_t max_cycles = 0, trace_start = 0, trace_end = 0;
+  uint64_t max_cycles = 0, trace_start = 0, trace_end = 0, count = 0;
   unsigned word_bits = 0, counters = 0;
   bool skip_zero = false, progress = false;
   std::vector<std::pair<uint64_t, uint64_t>> readback;
@@ -61,6 +61,7 @@ inline Options parse_args(int argc, char **argv) {
     else if (flag == "--out") o.out = value;
     else if (flag == "--trace") o.trace = value;
     else if (flag == "--max-cycles") o.max_cycles = std::stoull(value);
+    else if (flag == "--count") o.count = std::stoull(value);  // run length (>= commands)
     else if (flag == "--trace-start") o.trace_start = std::stoull(value);
     else if (flag == "--trace-end") o.trace_end = std::stoull(value);
     else if (flag == "--word-bits") o.word_bits = unsigned(std::stoul(value));
@@ -191,7 +192,7 @@ template <class Model> int run(Model &m, int argc, char **argv) {
     load_memory(m, o, image);
     auto t0 = std::chrono::steady_clock::now();
     std::clock_t c0 = std::clock();
-    uint64_t cycles = execute(m, o, uint32_t(commands.size() / 16));
+    uint64_t cycles = execute(m, o, uint32_t(std::max<uint64_t>(o.count, commands.size() / 16)));
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     double cpu_seconds = double(std::clock() - c0) / CLOCKS_PER_SEC;
     bool done = m.done(), error = m.error();

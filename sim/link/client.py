@@ -226,7 +226,7 @@ class LinkModel:
         client.reset()
         client.clear(0, self.info.memory_words)
         self._write_image(inputs.memory)
-        client.write_commands(inputs.commands)
+        client.write_commands(inputs.command_memory(self.info))
         client.start(len(inputs.commands))
         pause = 0.0005
         while True:

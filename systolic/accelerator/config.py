@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..params import check_int, check_operand_bits, sum_of_products_bits
-from .isa import COMMAND_COUNT_BITS, SRAM_ADDR_BITS
+from .isa import COMMAND_COUNT_BITS, COUNTER_BITS, COUNTER_NAMES, INSTRUCTION_BITS, SRAM_ADDR_BITS
 from .pe import check_multiplier
 
 __all__ = ["AcceleratorConfig", "PARAM_FIELD_BITS", "DEFAULT_BUFFER_KIB"]
@@ -157,6 +157,8 @@ class AcceleratorConfig:
             "param": self.cols * self.param_entry_bits,
             "output": self.cols * self.out_bits,
             "raw": self.cols * self.acc_bits,
+            "command": INSTRUCTION_BITS,
+            "snapshot": len(COUNTER_NAMES) * COUNTER_BITS,
         }[kind]
 
     def row_words(self, kind):

@@ -7,7 +7,7 @@ from amaranth.utils import ceil_log2
 
 from .interfaces import BufferReadSignature
 from .pooling import PoolMode
-from .isa import (COMMAND_COUNT_BITS, ERROR_CODE_BITS, Buffer, ErrorCode, Opcode,
+from .isa import (ERROR_CODE_BITS, PROGRAM_COUNT_BITS, Buffer, ErrorCode, Opcode,
                   instruction_layout, pool_geometry_layout, window_geometry_layout)
 
 __all__ = ["Dispatcher"]
@@ -18,6 +18,10 @@ class Dispatcher(wiring.Component):
 
     After a ``start`` pulse it reads ``count`` instructions from command memory
     address 0 on (synchronous read port) and pushes each into the queue of its unit.
+    The command memory is a ring: instruction ``i`` is read from address
+    ``i mod command_depth``, and only once it is there: the host writes the first
+    ``min(count, command_depth)``, and each row a FETCH writes (``command_written``)
+    makes one more instruction readable, in program order.
     It checks every instruction before dispatch (opcode, dependency flags, buffer
     ranges, zero row counts) and on the first error, or when a unit reports one,
     or when no unit makes progress for ``config.watchdog_cycles`` cycles, it stops with ``error`` and
@@ -40,13 +44,17 @@ class Dispatcher(wiring.Component):
       a queue), a unit error, or ``watchdog_cycles`` cycles without progress.
     - Throughput: one instruction per cycle while the target queues have room.
     - Stall: a refused instruction is held on its queue's stream, and the two behind
-      it stay in the pipeline (``command_read.en`` low), until it is taken. The
-      command memory must not be written while ``running``.
+      it stay in the pipeline (``command_read.en`` low), until it is taken. An
+      instruction not yet written (its FETCH outstanding) is not read: bubbles, no
+      stall of what is ahead. The host must not write the command memory while
+      ``running``.
 
     Members
     -------
-    start, count : In(1), In(COMMAND_COUNT_BITS)
+    start, count : In(1), In(PROGRAM_COUNT_BITS)
         Run ``count`` instructions from address 0 on.
+    command_written : In(1)
+        A FETCH wrote the next instruction of the program into the command memory.
     command_read : Out(BufferReadSignature(...))
         Command memory read port (``ceil_log2(command_depth)`` address bits, rows of
         ``instruction_layout``; ``en`` low holds the word read).
@@ -67,7 +75,8 @@ class Dispatcher(wiring.Component):
         self.config = config
         super().__init__({
             "start": In(1),
-            "count": In(COMMAND_COUNT_BITS),
+            "count": In(PROGRAM_COUNT_BITS),
+            "command_written": In(1),
             "command_read": Out(BufferReadSignature(
                 addr_width=ceil_log2(config.command_depth), shape=instruction_layout)),
             "load": Out(stream.Signature(instruction_layout)),
@@ -144,7 +153,14 @@ class Dispatcher(wiring.Component):
                     m.d.comb += code.eq(ErrorCode.BAD_DEPENDENCY)
                 with m.Elif(self._bad_pool(insn)):
                     m.d.comb += code.eq(ErrorCode.BAD_POOL)
-            with m.Case(Opcode.CONFIG, Opcode.RESIDUAL, Opcode.DONE):
+            with m.Case(Opcode.FETCH):
+                with m.If(insn.wait_prev | insn.wait_next | insn.signal_prev | insn.signal_next):
+                    m.d.comb += code.eq(ErrorCode.BAD_DEPENDENCY)
+                with m.Elif(rows == 0):
+                    m.d.comb += code.eq(ErrorCode.ZERO_ROWS)
+                with m.Elif(beyond(insn.sram_addr, rows, config.command_depth)):
+                    m.d.comb += code.eq(ErrorCode.SRAM_RANGE)
+            with m.Case(Opcode.CONFIG, Opcode.RESIDUAL, Opcode.DONE, Opcode.SNAPSHOT):
                 with m.If(insn.wait_prev | insn.wait_next | insn.signal_prev | insn.signal_next):
                     m.d.comb += code.eq(ErrorCode.BAD_DEPENDENCY)
             with m.Default():
@@ -175,8 +191,10 @@ class Dispatcher(wiring.Component):
         # The fetch pipeline: pc -> command memory (F) -> d_word (D) -> checked c_word (C).
         # One enable (``advance``) moves all three stages, so a refused instruction holds
         # the pipeline behind it; the checks see only registers, and the queues only C.
-        pc = Signal(COMMAND_COUNT_BITS)
-        fetch_left = Signal(COMMAND_COUNT_BITS)          # instructions not yet read
+        depth = config.command_depth
+        pc = Signal(range(depth))                        # command-memory address read next
+        fetch_left = Signal(PROGRAM_COUNT_BITS)          # instructions not yet read
+        readable = Signal(PROGRAM_COUNT_BITS)            # written but not yet read
         f_valid, f_last = Signal(), Signal()
         d_valid, d_last = Signal(), Signal()
         d_word = Signal(instruction_layout)
@@ -191,8 +209,9 @@ class Dispatcher(wiring.Component):
         flush = Signal()
 
         units = (self.load, self.execute, self.store)
-        unit_of = {Opcode.LOAD: 0, Opcode.PRELOAD: 1, Opcode.COMPUTE: 1, Opcode.WINDOW: 1,
-                   Opcode.STORE: 2, Opcode.RESIDUAL: 2, Opcode.CONFIG: 2, Opcode.POOL: 2}
+        unit_of = {Opcode.LOAD: 0, Opcode.FETCH: 0, Opcode.PRELOAD: 1, Opcode.COMPUTE: 1,
+                   Opcode.WINDOW: 1, Opcode.STORE: 2, Opcode.RESIDUAL: 2, Opcode.CONFIG: 2,
+                   Opcode.POOL: 2, Opcode.SNAPSHOT: 2}
         code = self.check(m, d_word)
         d_unit = Signal(3)
         with m.Switch(d_word.opcode):
@@ -201,15 +220,19 @@ class Dispatcher(wiring.Component):
                     m.d.comb += d_unit.eq(1 << index)
         for queue in units:
             m.d.comb += queue.payload.eq(c_word)
-        m.d.comb += [read.addr.eq(pc), read.en.eq(advance), fetching.eq(fetch_left != 0)]
+        m.d.comb += [read.addr.eq(pc), read.en.eq(advance),
+                     fetching.eq((fetch_left != 0) & (readable != 0))]
+        reading = advance & fetching
+        m.d.sync += readable.eq(readable + self.command_written - reading)
         with m.If(advance):
-            m.d.sync += [f_valid.eq(fetching), f_last.eq(fetch_left == 1),
+            m.d.sync += [f_valid.eq(fetching), f_last.eq(fetching & (fetch_left == 1)),
                          d_valid.eq(f_valid), d_last.eq(f_last), d_word.eq(read.data),
                          c_valid.eq(d_valid), c_last.eq(d_last), c_word.eq(d_word),
                          c_code.eq(code), c_unit.eq(d_unit),
                          c_done.eq(d_word.opcode == Opcode.DONE)]
             with m.If(fetching):
-                m.d.sync += [pc.eq(pc + 1), fetch_left.eq(fetch_left - 1)]
+                m.d.sync += [pc.eq(Mux(pc == depth - 1, 0, pc + 1)),
+                             fetch_left.eq(fetch_left - 1)]
         with m.If(flush):
             m.d.sync += [f_valid.eq(0), d_valid.eq(0), c_valid.eq(0), fetch_left.eq(0)]
 
@@ -224,15 +247,13 @@ class Dispatcher(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += flush.eq(1)
                 with m.If(self.start):
-                    with m.If(self.count > config.command_depth):
-                        m.d.sync += [self.error.eq(1), self.error_code.eq(ErrorCode.COMMAND_RANGE),
-                                     self.done.eq(1)]
-                    with m.Elif(self.count == 0):
+                    with m.If(self.count == 0):
                         m.d.sync += [self.done.eq(1), self.error.eq(0), self.error_code.eq(0)]
                     with m.Else():
                         # Read instruction 0 now; the flush above is overridden.
                         m.d.comb += [read.addr.eq(0), read.en.eq(1)]
-                        m.d.sync += [pc.eq(1), fetch_left.eq(self.count - 1), f_valid.eq(1),
+                        m.d.sync += [pc.eq(1 % depth), fetch_left.eq(self.count - 1), f_valid.eq(1),
+                                     readable.eq(Mux(self.count > depth, depth, self.count) - 1),
                                      f_last.eq(self.count == 1), self.done.eq(0),
                                      self.error.eq(0), self.error_code.eq(0), watchdog.eq(0),
                                      stuck.eq(0)]

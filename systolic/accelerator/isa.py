@@ -13,6 +13,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 __all__ = ["Opcode", "Buffer", "ResidualPart", "ErrorCode", "FIELDS", "INSTRUCTION_BITS", "COMMAND_COUNT_BITS",
+           "PROGRAM_COUNT_BITS", "TOKEN_BITS", "COUNTER_NAMES",
            "MAX_COMMANDS", "ROW_COUNT_BITS", "SRAM_ADDR_BITS", "DRAM_ADDR_BITS",
            "ERROR_CODE_BITS", "COUNTER_SELECT_BITS", "COUNTER_BITS", "FLAG_BITS",
            "COORDINATE_BITS", "flags_layout", "instruction_layout", "window_geometry_layout",
@@ -21,8 +22,10 @@ __all__ = ["Opcode", "Buffer", "ResidualPart", "ErrorCode", "FIELDS", "INSTRUCTI
 
 INSTRUCTION_BITS = 128
 # One constant per width of the accelerator's host-facing ports and fields.
-COMMAND_COUNT_BITS = 16     # cmd_count, cmd_addr and the program counter
-MAX_COMMANDS = (1 << COMMAND_COUNT_BITS) - 1
+COMMAND_COUNT_BITS = 16     # cmd_addr: command-memory addresses
+MAX_COMMANDS = (1 << COMMAND_COUNT_BITS) - 1    # instructions the command memory can hold
+PROGRAM_COUNT_BITS = 32     # cmd_count and the program counter: instructions of one run
+TOKEN_BITS = 16             # token counters: the host keeps fewer outstanding than 2**16
 ROW_COUNT_BITS = 16         # rows of one instruction
 SRAM_ADDR_BITS = 16         # on-chip buffer row addresses
 DRAM_ADDR_BITS = 32         # main-memory word addresses and strides
@@ -45,14 +48,18 @@ class Opcode(enum.IntEnum):
     WINDOW = 7    # feature-map geometry for later windowed COMPUTEs (execute unit)
     RESIDUAL = 8  # one part of the residual-add parameters for later STOREs (store unit)
     POOL = 9      # pooling geometry and output address for later pooled STOREs (store unit)
+    FETCH = 10    # main memory -> command memory: the next instructions of the program (load unit)
+    SNAPSHOT = 11  # every performance counter -> main memory (store unit)
 
 
 class Buffer(enum.IntEnum):
-    """LOAD targets; SKIP tags the store unit's own reads (skip tensors), never a LOAD."""
+    """LOAD targets; SKIP tags the store unit's own reads (skip tensors) and COMMAND a
+    FETCH's reads, never a LOAD's ``buffer`` flag."""
     INPUT = 0
     WEIGHT = 1
     PARAM = 2
     SKIP = 3
+    COMMAND = 4
 
 
 class ResidualPart(enum.IntEnum):
@@ -72,11 +79,26 @@ class ErrorCode(enum.IntEnum):
     DRAM_RANGE = 5         # a main-memory access beyond the memory
     ZERO_ROWS = 6
     DEADLOCK = 7           # no unit made progress for a long time (token mismatch)
-    COMMAND_RANGE = 8      # more instructions than the command memory holds
+    COMMAND_RANGE = 8      # retired: runs longer than the command memory FETCH the rest
     BAD_WINDOW = 9         # WINDOW with a zero output width, feature-map size or stride
     BAD_STORE = 10         # a residual or pooled STORE without requantization (or its unit)
     BAD_POOL = 11          # POOL with a geometry the pooling unit cannot run
 
+
+# The performance counters, in the order of ``counter_sel`` and of a SNAPSHOT's words.
+COUNTER_NAMES = (
+    "cycles",               # from start to done
+    "array_active",         # cycles an activation vector entered the array (useful MAC cycles)
+    "execute_wait_load",    # execute unit waiting for data from the load unit (DMA)
+    "execute_wait_weights",  # a weight switch waiting for its preload
+    "execute_wait_store",   # execute unit waiting for the store unit to free accumulator rows
+    "load_wait_execute",    # load unit waiting for the execute unit to free a buffer
+    "store_wait_execute",   # store unit waiting for results
+    "read_words",           # main-memory words read
+    "write_words",          # main-memory words written
+    "instructions",         # instructions dispatched
+    "store_wait_skip",      # store unit's residual add waiting for skip-tensor data
+)
 
 # The meaning of the flag bits, per opcode (opcodes without flags leave them 0).
 flags_layout = data.UnionLayout({

@@ -7,19 +7,21 @@ from amaranth.utils import ceil_log2
 
 from .interfaces import (BufferWriteSignature, MemoryReadSignature, TokenSignalSignature,
                          TokenWaitSignature)
-from .isa import (DRAM_ADDR_BITS, FLAG_BITS, ROW_COUNT_BITS, SRAM_ADDR_BITS, Buffer,
-                  instruction_layout)
+from .isa import (DRAM_ADDR_BITS, FLAG_BITS, INSTRUCTION_BITS, ROW_COUNT_BITS, SRAM_ADDR_BITS,
+                  Buffer, Opcode, instruction_layout)
 from .tracker import CompletionTracker
 
 __all__ = ["LoadUnit", "read_tag_layout"]
 
 KINDS = {Buffer.INPUT: "input", Buffer.WEIGHT: "weight", Buffer.PARAM: "param"}
+# Every buffer the unit writes: the LOAD targets and the command memory (FETCH).
+TARGETS = {**KINDS, Buffer.COMMAND: "command"}
 
 
 def read_tag_layout(config):
     """Metadata that travels with a read request and comes back with its data (for the
     load unit's rows and the store unit's skip rows, which have the output's width)."""
-    max_words = max(config.row_words(kind) for kind in (*KINDS.values(), "output"))
+    max_words = max(config.row_words(kind) for kind in (*TARGETS.values(), "output"))
     return data.StructLayout({"buffer": FLAG_BITS, "row": SRAM_ADDR_BITS,
                               "beat": range(max_words), "last": 1})
 
@@ -31,11 +33,13 @@ def memory_read_signature(config):
 
 
 class LoadUnit(wiring.Component):
-    """Executes LOAD instructions in order.
+    """Executes LOAD and FETCH instructions in order.
 
     For each of ``rows`` tensor rows it reads the row's words from
     ``dram_addr + row * dram_stride`` on, one read request per cycle, and writes the
-    assembled row to row ``sram_addr + row`` of the buffer ``flags.load.buffer``.
+    assembled row to row ``sram_addr + row`` of the buffer ``flags.load.buffer``. A FETCH
+    is the same with 128-bit instructions as rows and the command memory as the buffer
+    (``command_write``; the dispatcher counts the rows written).
     Requests are issued without waiting for data, so the read bandwidth is one word
     per cycle whatever the memory latency; a LOAD's ``signal_next`` token fires once
     all its data arrived.
@@ -62,7 +66,7 @@ class LoadUnit(wiring.Component):
         ``signal_next``: the data of a LOAD has arrived.
     memory : Out(MemoryReadSignature(...))
         Main-memory reads, tagged with :func:`read_tag_layout`.
-    input_write, weight_write, param_write : Out(BufferWriteSignature(...))
+    input_write, weight_write, param_write, command_write : Out(BufferWriteSignature(...))
         One write port per buffer; one assembled row per cycle at most, to one buffer.
     error : Out(1)
         A request addressed a word beyond ``memory_words``; the unit stops.
@@ -82,6 +86,8 @@ class LoadUnit(wiring.Component):
             **{f"{kind}_write": Out(BufferWriteSignature(
                 addr_width=ceil_log2(config.buffer_rows(kind)), shape=config.row_bits(kind)))
                for kind in KINDS.values()},
+            "command_write": Out(BufferWriteSignature(
+                addr_width=ceil_log2(config.command_depth), shape=INSTRUCTION_BITS)),
             "error": Out(1),
             "busy": Out(1),
             "waiting_for_execute": Out(1),
@@ -95,7 +101,7 @@ class LoadUnit(wiring.Component):
         received = Signal(32)
 
         insn = Signal(instruction_layout)
-        buffer = insn.flags.load.buffer
+        buffer = Signal(FLAG_BITS)               # Buffer: the LOAD's flag, or COMMAND
         request = self.memory.request
         beat = Signal.like(request.payload.tag.beat)
         row_base = Signal(DRAM_ADDR_BITS)
@@ -109,8 +115,11 @@ class LoadUnit(wiring.Component):
         last_beat = Signal()                     # beat == beats
         rows_left = Signal(ROW_COUNT_BITS)       # rows after the current one
         head_beats = Signal.like(beat)
-        for kind_buffer, kind in KINDS.items():
-            with m.If(self.insn.payload.flags.load.buffer == kind_buffer):
+        head_buffer = Signal(FLAG_BITS)
+        fetch = self.insn.payload.opcode == Opcode.FETCH
+        m.d.comb += head_buffer.eq(Mux(fetch, Buffer.COMMAND, self.insn.payload.flags.load.buffer))
+        for kind_buffer, kind in TARGETS.items():
+            with m.If(head_buffer == kind_buffer):
                 m.d.comb += head_beats.eq(config.row_words(kind) - 1)
 
         def in_memory(value):
@@ -137,7 +146,8 @@ class LoadUnit(wiring.Component):
                 m.d.comb += self.waiting_for_execute.eq(self.insn.valid & ~tokens_ok)
                 with m.If(self.insn.valid & tokens_ok & tracker.push.ready & ~self.error):
                     m.d.comb += [self.insn.ready.eq(1), tokens.take.eq(head.wait_next)]
-                    m.d.sync += [insn.eq(head), beat.eq(0), row_base.eq(head.dram_addr),
+                    m.d.sync += [insn.eq(head), buffer.eq(head_buffer), beat.eq(0),
+                                 row_base.eq(head.dram_addr),
                                  addr.eq(head.dram_addr), addr_ok.eq(in_memory(head.dram_addr)),
                                  tag_row.eq(head.sram_addr), beats.eq(head_beats),
                                  last_beat.eq(head_beats == 0), rows_left.eq(head.rows - 1)]
@@ -170,7 +180,7 @@ class LoadUnit(wiring.Component):
     def _assemble(self, m, received):
         """Collect a row's words as they return; write the row with its last word."""
         words = self.config.row_words
-        max_words = max(words(kind) for kind in KINDS.values())
+        max_words = max(words(kind) for kind in TARGETS.values())
         word_bits = self.config.word_bits
         response = self.memory.response
         tag = response.payload.tag
@@ -180,7 +190,7 @@ class LoadUnit(wiring.Component):
         with m.If(response.valid):
             m.d.sync += [partial.eq(merged), received.eq(received + 1)]
         ports = {Buffer.INPUT: self.input_write, Buffer.WEIGHT: self.weight_write,
-                 Buffer.PARAM: self.param_write}
+                 Buffer.PARAM: self.param_write, Buffer.COMMAND: self.command_write}
         for kind_buffer, port in ports.items():
-            m.d.comb += [port.addr.eq(tag.row), port.data.eq(merged),
+            m.d.comb += [port.addr.eq(tag.row), port.data.eq(merged[:len(port.data)]),
                          port.en.eq(response.valid & tag.last & (tag.buffer == kind_buffer))]

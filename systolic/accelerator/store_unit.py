@@ -10,11 +10,11 @@ from .residual_add import ResidualAdd, add_params_layout
 from .buffer_reader import BufferReader
 from .config import PARAM_FIELD_BITS
 from .execute_unit import accumulator_row_layout
-from .isa import ERROR_CODE_BITS
 from .interfaces import (BufferReadSignature, MemoryWriteSignature, TokenSignalSignature,
                          TokenWaitSignature)
-from .isa import (DRAM_ADDR_BITS, ROW_COUNT_BITS, SRAM_ADDR_BITS, Buffer, ErrorCode, Opcode,
-                  ResidualPart, instruction_layout, pool_geometry_layout)
+from .isa import (COUNTER_BITS, COUNTER_NAMES, DRAM_ADDR_BITS, ERROR_CODE_BITS, ROW_COUNT_BITS,
+                  SRAM_ADDR_BITS, Buffer, ErrorCode, Opcode, ResidualPart, instruction_layout,
+                  pool_geometry_layout)
 from .load_unit import memory_read_signature
 from .queue import Queue
 from .requantizer import SHIFT_BITS, Requantizer
@@ -39,7 +39,7 @@ def memory_write_signature(config):
 
 
 class StoreUnit(wiring.Component):
-    """Executes CONFIG and STORE instructions in order.
+    """Executes CONFIG, RESIDUAL, POOL, STORE and SNAPSHOT instructions in order.
 
     A STORE reads accumulator rows ``sram_addr ..`` and writes, for each, either the
     requantized row (``flags.store.requantize``: ``cols`` values of ``out_bits``) or the raw
@@ -66,6 +66,11 @@ class StoreUnit(wiring.Component):
     of a pooled residual STORE follow the same pixel/group order from ``dram_addr +
     skip_offset``, ``dram_stride`` apart. A POOL waits until the previous map is done; so
     does a STORE without ``pool``.
+
+    A SNAPSHOT waits until every earlier STORE has written its last word (and a pooled
+    map is done), takes a copy of ``counters`` in the cycle it is accepted, and writes it
+    from ``dram_addr`` on, one word per cycle (``row_words("snapshot")`` words, counter
+    ``i`` in bits ``64 i ..``, in the order of ``COUNTER_NAMES``).
 
     Timing
     ------
@@ -102,6 +107,8 @@ class StoreUnit(wiring.Component):
         Skip-tensor reads (tagged ``Buffer.SKIP``).
     error : Out(1)
     error_code : Out(ERROR_CODE_BITS)
+    counters : In(len(COUNTER_NAMES) * COUNTER_BITS)
+        The performance counters, for SNAPSHOT.
     busy : Out(1)
     waiting_for_execute : Out(1)
         The next STORE waits for its token (a performance counter).
@@ -123,6 +130,7 @@ class StoreUnit(wiring.Component):
                 addr_width=ceil_log2(config.param_rows), shape=param_row_layout(config))),
             "memory": Out(memory_write_signature(config)),
             "skip": Out(memory_read_signature(config)),
+            "counters": In(len(COUNTER_NAMES) * COUNTER_BITS),
             "error": Out(1),
             "error_code": Out(ERROR_CODE_BITS),
             "busy": Out(1),
@@ -175,6 +183,9 @@ class StoreUnit(wiring.Component):
         finished = Mux(pooled, pooled_in, row_done) if pooling is not None else row_done
 
         pool_busy = pooling.busy if pooling is not None else Const(0, 1)
+        snapshot = Signal.like(self.counters)
+        snapshot_addr = Signal(DRAM_ADDR_BITS)
+        snapshot_beat = Signal(range(config.row_words("snapshot")))
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 head = self.insn.payload
@@ -198,6 +209,12 @@ class StoreUnit(wiring.Component):
                             pool.set(m, head)
                     else:
                         m.d.comb += self.insn.ready.eq(1)
+                with m.Elif(self.insn.valid & (head.opcode == Opcode.SNAPSHOT)):
+                    with m.If(map_done & ~self.error):
+                        m.d.comb += self.insn.ready.eq(1)
+                        m.d.sync += [snapshot.eq(self.counters), snapshot_addr.eq(head.dram_addr),
+                                     snapshot_beat.eq(0)]
+                        m.next = "SNAPSHOT"
                 with m.Elif(self.insn.valid & tokens_ok & ~self.error
                             & (head_pooled | map_done)):
                     m.d.comb += [self.insn.ready.eq(1), tokens.take.eq(head.wait_prev)]
@@ -210,6 +227,9 @@ class StoreUnit(wiring.Component):
                         m.d.comb += self.tokens_to_execute.signal.eq(insn.signal_prev)
                         m.next = "IDLE"
                 with m.If(self.error):
+                    m.next = "IDLE"
+            with m.State("SNAPSHOT"):
+                with m.If(self._write_snapshot(m, snapshot, snapshot_addr, snapshot_beat)):
                     m.next = "IDLE"
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | pool_busy | self.memory.request.valid)
         return m
@@ -396,6 +416,24 @@ class StoreUnit(wiring.Component):
             m.d.comb += [out.valid.eq(rows.valid), rows.ready.eq(out.ready),
                          out.payload.eq(rows.payload)]
         return out, pixel_in
+
+    def _write_snapshot(self, m, snapshot, base, beat):
+        """Drive the write channel with the counter copy's words (over the serializer,
+        idle meanwhile); return the strobe of the last word taken, or of an error."""
+        config = self.config
+        request = self.memory.request
+        addr = base + beat
+        last = beat == config.row_words("snapshot") - 1
+        padded = snapshot.shape().width + (-snapshot.shape().width) % config.word_bits
+        words = Signal(padded)
+        m.d.comb += [words.eq(snapshot), request.payload.addr.eq(addr),
+                     request.payload.data.eq(words.word_select(beat, config.word_bits)),
+                     request.valid.eq(addr < config.memory_words)]
+        with m.If(addr >= config.memory_words):
+            m.d.sync += [self.error.eq(1), self.error_code.eq(ErrorCode.DRAM_RANGE)]
+        with m.If(request.valid & request.ready):
+            m.d.sync += beat.eq(beat + 1)
+        return (request.valid & request.ready & last) | (addr >= config.memory_words)
 
     def _serialize(self, m, rows, insn, requantize, pooled, pool):
         """Write each row as whole words; return a strobe for each finished row.

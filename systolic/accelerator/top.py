@@ -1,6 +1,6 @@
 """The accelerator top: command memory, dispatcher, load/execute/store units and buffers."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -8,8 +8,9 @@ from amaranth.lib.wiring import In, Out
 from .config import AcceleratorConfig
 from .dispatcher import Dispatcher
 from .execute_unit import ExecuteUnit, accumulator_row_layout
-from .isa import (COMMAND_COUNT_BITS, COUNTER_BITS, COUNTER_SELECT_BITS, ERROR_CODE_BITS,
-                  INSTRUCTION_BITS, ErrorCode, instruction_layout)
+from .isa import (COMMAND_COUNT_BITS, COUNTER_BITS, COUNTER_NAMES, COUNTER_SELECT_BITS,
+                  ERROR_CODE_BITS, INSTRUCTION_BITS, PROGRAM_COUNT_BITS, TOKEN_BITS, ErrorCode,
+                  instruction_layout)
 from .load_unit import LoadUnit, memory_read_signature
 from .queue import Queue
 from .read_arbiter import ReadArbiter
@@ -18,28 +19,17 @@ from .token_counter import TokenCounter
 
 __all__ = ["Accelerator", "COUNTER_NAMES"]
 
-COUNTER_NAMES = [
-    "cycles",               # from start to done
-    "array_active",         # cycles an activation vector entered the array (useful MAC cycles)
-    "execute_wait_load",    # execute unit waiting for data from the load unit (DMA)
-    "execute_wait_weights",  # a weight switch waiting for its preload
-    "execute_wait_store",   # execute unit waiting for the store unit to free accumulator rows
-    "load_wait_execute",    # load unit waiting for the execute unit to free a buffer
-    "store_wait_execute",   # store unit waiting for results
-    "read_words",           # main-memory words read
-    "write_words",          # main-memory words written
-    "instructions",         # instructions dispatched
-    "store_wait_skip",      # store unit's residual add waiting for skip-tensor data
-]
 QUEUE_DEPTH = 8
-TOKEN_BITS = COMMAND_COUNT_BITS    # at most 65535 instructions, so tokens never wrap
 
 
 class Accelerator(wiring.Component):
     """A whole layer, run autonomously from a command stream.
 
     The host writes instructions into the command memory (``cmd_*``), pulses
-    ``start`` with ``cmd_count``, and waits for ``done``. The dispatcher hands each
+    ``start`` with ``cmd_count``, and waits for ``done``. A run may be longer than the
+    command memory: the host writes its first ``command_depth`` instructions, and FETCH
+    instructions (load unit) copy the rest from main memory into the command memory,
+    used as a ring (docs/isa.md). SNAPSHOT writes every counter to main memory. The dispatcher hands each
     instruction to the load, execute or store unit; the units run concurrently and
     synchronise through four token counters (decoupled access/execute, as in VTA):
     load -> execute (data loaded), execute -> load (buffer free), execute -> store
@@ -65,7 +55,7 @@ class Accelerator(wiring.Component):
     -------
     cmd_addr, cmd_wdata, cmd_we : In(COMMAND_COUNT_BITS), In(INSTRUCTION_BITS), In(1)
         Command memory write port.
-    start, cmd_count : In(1), In(COMMAND_COUNT_BITS)
+    start, cmd_count : In(1), In(PROGRAM_COUNT_BITS)
     done, error, error_code, busy : Out(1), Out(1), Out(ERROR_CODE_BITS), Out(1)
     counter_sel : In(COUNTER_SELECT_BITS)
     counter_value : Out(COUNTER_BITS)
@@ -82,7 +72,7 @@ class Accelerator(wiring.Component):
         super().__init__({
             "cmd_addr": In(COMMAND_COUNT_BITS), "cmd_wdata": In(INSTRUCTION_BITS),
             "cmd_we": In(1),
-            "start": In(1), "cmd_count": In(COMMAND_COUNT_BITS),
+            "start": In(1), "cmd_count": In(PROGRAM_COUNT_BITS),
             "done": Out(1), "error": Out(1), "error_code": Out(ERROR_CODE_BITS), "busy": Out(1),
             "counter_sel": In(COUNTER_SELECT_BITS), "counter_value": Out(COUNTER_BITS),
             "memory_read": Out(memory_read_signature(config)),
@@ -97,7 +87,7 @@ class Accelerator(wiring.Component):
         m.submodules.execute_unit = execute = ExecuteUnit(config)
         m.submodules.store_unit = store = StoreUnit(config)
 
-        self._command_memory(m, dispatcher)
+        self._command_memory(m, dispatcher, load)
         queued = 0
         for name, producer, unit in (("load", dispatcher.load, load),
                                      ("execute", dispatcher.execute, execute),
@@ -130,11 +120,17 @@ class Accelerator(wiring.Component):
         self._counters(m, dispatcher, load, execute, store)
         return m
 
-    def _command_memory(self, m, dispatcher):
+    def _command_memory(self, m, dispatcher, load):
+        """One write port: the host's while idle, the load unit's FETCH rows while running."""
         m.submodules.command_memory = memory = self.command_memory
         write = memory.write_port()
-        m.d.comb += [write.addr.eq(self.cmd_addr), write.data.eq(self.cmd_wdata),
-                     write.en.eq(self.cmd_we)]
+        fetched = load.command_write
+        with m.If(fetched.en):
+            m.d.comb += [write.addr.eq(fetched.addr), write.data.eq(fetched.data), write.en.eq(1)]
+        with m.Else():
+            m.d.comb += [write.addr.eq(self.cmd_addr), write.data.eq(self.cmd_wdata),
+                         write.en.eq(self.cmd_we)]
+        m.d.comb += dispatcher.command_written.eq(fetched.en)
         wiring.connect(m, dispatcher.command_read, memory.read_port())
 
     def _tokens(self, m, load, execute, store):
@@ -193,7 +189,7 @@ class Accelerator(wiring.Component):
             "instructions": dispatcher.fetched,
             "store_wait_skip": store.waiting_for_skip,
         }
-        assert list(events) == COUNTER_NAMES
+        assert tuple(events) == COUNTER_NAMES
         counters = [Signal(COUNTER_BITS, name=f"counter_{name}") for name in COUNTER_NAMES]
         # Each event is registered before it is added (the events come from deep logic, the
         # adders are 64 bits long); the read-out adds the event still pending, so a counter
@@ -205,7 +201,9 @@ class Accelerator(wiring.Component):
             m.d.sync += [counter.eq(0) for counter in counters]
         with m.Else():
             m.d.sync += [counter.eq(counter + flag) for counter, flag in zip(counters, pending)]
+        values = [counter + flag for counter, flag in zip(counters, pending)]
         with m.Switch(self.counter_sel):
-            for index, (counter, flag) in enumerate(zip(counters, pending)):
+            for index, value in enumerate(values):
                 with m.Case(index):
-                    m.d.comb += self.counter_value.eq(counter + flag)
+                    m.d.comb += self.counter_value.eq(value)
+        m.d.comb += store.counters.eq(Cat(value[:COUNTER_BITS] for value in values))

@@ -118,7 +118,7 @@ class Bridge(wiring.Component):
                 m.d.comb += [length_ok.eq(frame.length == ADDRESS_BYTES + 4),
                              range_ok.eq(address + count32 <= config.memory_words)]
             with m.Case(Command.START):
-                m.d.comb += length_ok.eq(frame.length == 2)
+                m.d.comb += length_ok.eq(frame.length == 4)
             for command, reply in ((Command.STATUS, STATUS_BYTES),
                                    (Command.COUNTERS, COUNTER_BYTES * self.counters),
                                    (Command.INFO, len(self.info)), (Command.RESET, 0)):
@@ -166,7 +166,7 @@ class Bridge(wiring.Component):
         out_word = Signal(8 * max(word_bytes, STATUS_BYTES))
         run_cycles, counting, halted = Signal(64), Signal(), Signal()
 
-        m.d.comb += [control.cmd_count.eq(frame.args[:16]), control.counter_sel.eq(item),
+        m.d.comb += [control.cmd_count.eq(frame.args[:32]), control.counter_sel.eq(item),
                      host.addr.eq(address)]
         # Cycles of the last run, counted as the simulators count them: the edges after
         # the one that takes START until the first after which ``done`` is high. From

@@ -19,7 +19,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..accelerator.isa import (COMMAND_COUNT_BITS, COUNTER_BITS, COUNTER_SELECT_BITS,
-                               ERROR_CODE_BITS, INSTRUCTION_BITS)
+                               ERROR_CODE_BITS, INSTRUCTION_BITS, PROGRAM_COUNT_BITS)
 from ..params import check_int
 
 __all__ = ["HostMemorySignature", "AcceleratorControlSignature", "frame_layout",
@@ -67,7 +67,7 @@ class AcceleratorControlSignature(wiring.Signature):
     def __init__(self):
         super().__init__({
             "cmd_addr": Out(COMMAND_COUNT_BITS), "cmd_wdata": Out(INSTRUCTION_BITS),
-            "cmd_we": Out(1), "start": Out(1), "cmd_count": Out(COMMAND_COUNT_BITS),
+            "cmd_we": Out(1), "start": Out(1), "cmd_count": Out(PROGRAM_COUNT_BITS),
             "counter_sel": Out(COUNTER_SELECT_BITS), "reset": Out(1), "enable": Out(1),
             "done": In(1), "error": In(1), "error_code": In(ERROR_CODE_BITS), "busy": In(1),
             "counter_value": In(COUNTER_BITS),

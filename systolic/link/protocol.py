@@ -30,7 +30,7 @@ __all__ = ["DEFAULT_BAUD", "REQUEST_SYNC", "REPLY_SYNC", "Command", "Status", "M
 DEFAULT_BAUD = 115_200     # the serial rate of a board build unless it is given another
 REQUEST_SYNC = 0xA5
 REPLY_SYNC = 0x5A
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2          # 2: START's count is a u32
 # Data bytes one frame may carry (the bridge stages them before it writes anything).
 MAX_DATA_BYTES = 2048
 ADDRESS_BYTES = 4          # the u32 address that opens WRITE_*, READ_MEMORY and CLEAR payloads
@@ -48,7 +48,7 @@ class Command(enum.IntEnum):
     READ_MEMORY = 2     # address u32, count u16: reply with count words
     WRITE_COMMANDS = 3  # address u32, whole 16-byte instructions: write the command memory
     CLEAR = 4           # address u32, count u32: zero count words of main memory
-    START = 5           # count u16: start the accelerator on instructions 0 .. count - 1
+    START = 5           # count u32: start the accelerator on instructions 0 .. count - 1
     STATUS = 6          # reply: flags, error code, cycles of the last run
     COUNTERS = 7        # reply: every performance counter, u64 each
     INFO = 8            # reply: what the board was built with
@@ -169,7 +169,7 @@ def clear(address, count):
 
 
 def start(count):
-    return encode_request(Command.START, struct.pack("<H", _check("count", count, 16)))
+    return encode_request(Command.START, struct.pack("<I", _check("count", count, 32)))
 
 
 def simple(command):

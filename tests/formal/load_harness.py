@@ -1,12 +1,15 @@
-"""Formal harness of the load unit: LOAD instructions in, read requests out, rows written.
+"""Formal harness of the load unit: LOAD and FETCH instructions in, read requests out,
+rows written.
 
 The unit is built by its public constructor from a small :class:`AcceleratorConfig`;
 main memory is :class:`~tests.formal.memory_models.ReadMemoryModel` (free in-order
 latency, free words). The instructions are free within what the
-dispatcher lets through (LOAD, buffer 0..2, 1..``max_rows`` rows inside the buffer, no
-``*_prev`` flags); addresses and strides are free 32-bit values whose words lie below
-``2**32`` (what a word beyond that is, the units do not agree on; docs/isa.md does not
-say).
+dispatcher lets through (LOAD: buffer 0..2, 1..``max_rows`` rows inside the buffer, no
+``*_prev`` flags; FETCH: 1..``max_rows`` rows inside the command memory, no flags);
+addresses and strides are free 32-bit values whose words lie below ``2**32`` (what a word
+beyond that is, the units do not agree on; docs/isa.md does not say). A FETCH is a LOAD of
+128-bit rows (``row_words("command")`` words each) into the command memory: its requests
+are tagged ``Buffer.COMMAND`` and its rows go to ``command_write``.
 """
 
 from amaranth.hdl import Assert, Assume, Elaboratable, Mux, Signal
@@ -19,22 +22,25 @@ from systolic.accelerator.load_unit import LoadUnit
 from .memory_models import ReadMemoryModel, tag_once
 from .stream_harnesses import TAG_BITS, assume_producer
 
-__all__ = ["LoadUnitHarness", "KINDS"]
+__all__ = ["LoadUnitHarness", "KINDS", "TARGETS"]
 
 KINDS = {Buffer.INPUT: "input", Buffer.WEIGHT: "weight", Buffer.PARAM: "param"}
+# Every buffer the unit writes: the LOAD targets, and the command memory of a FETCH.
+TARGETS = {**KINDS, Buffer.COMMAND: "command"}
 MEMORY_DEPTH = 3        # reads the memory model holds in flight
 
 
 def words_of(config, buffer):
     """Words per row of ``buffer`` (a signal), from the config's own formula."""
     words = 0
-    for kind_buffer, kind in KINDS.items():
+    for kind_buffer, kind in TARGETS.items():
         words = Mux(buffer == kind_buffer, config.row_words(kind), words)
     return words
 
 
 class LoadUnitHarness(Elaboratable):
-    """:class:`LoadUnit` against a spec of the requests and rows of each LOAD.
+    """:class:`LoadUnit` against a spec of the requests and rows of each LOAD (and FETCH:
+    the same with buffer COMMAND, ``W = row_words("command")``, port ``command_write``).
 
     - ``memory.request`` keeps valid and payload while stalled;
     - requests: the ``j``-th request of a LOAD is word ``b`` of row ``i`` (``j = i * W + b``,
@@ -56,8 +62,8 @@ class LoadUnitHarness(Elaboratable):
 
     memory_map = True       # the queues (memory model, tracker) become registers
 
-    def __init__(self, config, *, max_rows=2, live=False, unit=None):
-        self.config, self.max_rows, self.live = config, max_rows, live
+    def __init__(self, config, *, max_rows=2, live=False, fetch=True, unit=None):
+        self.config, self.max_rows, self.live, self.fetch = config, max_rows, live, fetch
         self.unit = unit or LoadUnit(config)
 
     def elaborate(self, platform):
@@ -73,14 +79,17 @@ class LoadUnitHarness(Elaboratable):
         insn = unit.insn
         assume_producer(m, insn, "insn")
         head = insn.payload
+        rows_ok = (head.rows >= 1) & (head.rows <= self.max_rows)
         legal = ((head.opcode == Opcode.LOAD) & ~head.wait_prev & ~head.signal_prev
-                 & (head.flags.load.buffer <= Buffer.PARAM)
-                 & (head.rows >= 1) & (head.rows <= self.max_rows))
+                 & (head.flags.load.buffer <= Buffer.PARAM) & rows_ok)
         for kind_buffer, kind in KINDS.items():
             legal &= ((head.flags.load.buffer != kind_buffer)
                       | (head.sram_addr + head.rows <= config.buffer_rows(kind)))
+        legal_fetch = ((head.opcode == Opcode.FETCH) & rows_ok
+                       & ~head.wait_prev & ~head.wait_next & ~head.signal_prev & ~head.signal_next
+                       & (head.sram_addr + head.rows <= config.command_depth))
         with m.If(insn.valid):
-            m.d.comb += Assume(legal)
+            m.d.comb += Assume(legal | (self.fetch & legal_fetch))
         accepted = insn.valid & insn.ready
         m.d.comb += Assert(tokens.take == (accepted & head.wait_next),
                            "a token taken without its LOAD")
@@ -89,7 +98,9 @@ class LoadUnitHarness(Elaboratable):
         current = Signal(instruction_layout)
         active = Signal()
         row, beat = Signal(range(self.max_rows + 1)), Signal(8)
-        buffer = current.flags.load.buffer
+        buffer = Signal(3)
+        m.d.comb += buffer.eq(Mux(current.opcode == Opcode.FETCH, Buffer.COMMAND,
+                                  current.flags.load.buffer))
         words = words_of(config, buffer)
         start = current.dram_addr + row * current.dram_stride
         expected = Signal(DRAM_ADDR_BITS + 1)
@@ -165,7 +176,7 @@ class LoadUnitHarness(Elaboratable):
             m.d.sync += pending.eq(1)
         with m.If(pending & finished):
             m.d.sync += pending.eq(0)
-        for kind_buffer, kind in KINDS.items():
+        for kind_buffer, kind in TARGETS.items():
             port = getattr(unit, f"{kind}_write")
             mine = finished & (tag.buffer == kind_buffer)
             m.d.comb += Assert(port.en == mine,
@@ -173,14 +184,23 @@ class LoadUnitHarness(Elaboratable):
             with m.If(mine):
                 m.d.comb += Assert(port.addr == tag.row[:len(port.addr)],
                                    f"a {kind} row written to the wrong row")
-                in_row = Signal(config.word_bits, name=f"{kind}_tagged_word")
-                m.d.comb += in_row.eq(port.data.word_select(Mux(now, tag.beat, beat),
-                                                            config.word_bits))
+                # The row zero-padded to whole words; only its own bits of a word count
+                # (a row narrower than its words drops the rest).
+                word_bits, row_bits = config.word_bits, config.row_bits(kind)
+                padded = Signal(config.row_words(kind) * word_bits, name=f"{kind}_padded")
+                m.d.comb += padded.eq(port.data)
+                which = Mux(now, tag.beat, beat)
+                in_row = Signal(word_bits, name=f"{kind}_tagged_word")
+                m.d.comb += in_row.eq(padded.word_select(which, word_bits))
+                mask = 0
+                for b in range(config.row_words(kind)):
+                    mask = Mux(which == b, ((1 << row_bits) - 1) >> (b * word_bits)
+                               & ((1 << word_bits) - 1), mask)
                 with m.If(now):
-                    m.d.comb += Assert(in_row == response.payload.data,
+                    m.d.comb += Assert(((in_row ^ response.payload.data) & mask) == 0,
                                        f"a {kind} row does not hold its words in beat order")
                 with m.If(pending):
-                    m.d.comb += Assert(in_row == word,
+                    m.d.comb += Assert(((in_row ^ word) & mask) == 0,
                                        f"a {kind} row does not hold its words in beat order")
 
     def _check_tokens(self, m, unit, memory, active):

@@ -11,7 +11,9 @@ from systolic.accelerator.array import SystolicArray
 from systolic.accelerator.buffer_reader import BufferReader
 from systolic.accelerator.dispatcher import Dispatcher
 from systolic.accelerator.isa import Opcode
+from systolic.accelerator.line_buffer import LineBuffer
 from systolic.accelerator.load_unit import LoadUnit
+from systolic.accelerator.pooling import Pooling
 from systolic.accelerator.queue import Queue
 from systolic.accelerator.requantizer import Requantizer
 from systolic.accelerator.residual_add import ResidualAdd
@@ -24,13 +26,17 @@ __all__ = ["QueueChangingStalledPayload", "QueueLosingWhenFull", "QueueWithBubbl
            "ReaderIgnoringStall", "WindowReaderWithoutPadding", "ArrayWithoutCredit",
            "CounterDroppingSimultaneousSignal", "TrackerIgnoringTarget",
            "DispatcherMissingPreloadRange", "DispatcherFlaggingFullBuffer",
+           "DispatcherIgnoringCommandWritten", "DispatcherDeafToCommandWritten",
+           "DispatcherMissingFetchRange",
            "LoadUnitIgnoringRefusal", "LoadUnitWithExtraRow", "LoadUnitWithBubbles",
-           "LoadUnitSignallingEarly", "LoadUnitWritingWithoutLastWord",
+           "LoadUnitSignallingEarly", "LoadUnitWritingWithoutLastWord", "LoadUnitFetchingOneRowOff",
            "load_unit_checking_wrong_memory", "StoreUnitIgnoringRefusal", "StoreUnitReadingNextRow",
-           "StoreUnitWithBubbles", "StoreUnitSignallingAtLastRow",
+           "StoreUnitWithBubbles", "StoreUnitSignallingAtLastRow", "StoreUnitSnapshottingLate",
            "store_unit_checking_wrong_memory",
            "SkipRowsOfferedTwice", "SkipRowsWithBubbles", "SkipQueueShorterThanCredits", "RequantizerIgnoringStall",
-           "RequantizerWithBubbles", "RequantizerWithShortValid", "ResidualAddTakingAAlone"]
+           "RequantizerWithBubbles", "RequantizerWithShortValid", "ResidualAddTakingAAlone",
+           "LineBufferWithoutPadFlags", "LineBufferDroppingLastWindow", "PoolingIgnoringStall",
+           "PoolingDroppingACell", "PoolingWithBubbles", "PoolingGlobalOffByOne", "pooling_with_line_buffer"]
 
 
 class _WrappedQueue(Queue):
@@ -145,6 +151,38 @@ class DispatcherFlaggingFullBuffer(Dispatcher):
         return Mux(flagged & (code == 0), 4, code)
 
 
+class DispatcherIgnoringCommandWritten(Dispatcher):
+    """Reads the command ring without waiting for FETCH rows (as if one were written every
+    cycle): instructions beyond the ring are read before they are there."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = Dispatcher(self.config)
+        _pass_through(m, self, inner)
+        m.d.comb += inner.command_written.eq(1)      # the last assignment wins
+        return m
+
+
+class DispatcherDeafToCommandWritten(Dispatcher):
+    """Never sees a FETCH row written: a run longer than the ring stops after its first
+    ``command_depth`` instructions."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = Dispatcher(self.config)
+        _pass_through(m, self, inner)
+        m.d.comb += inner.command_written.eq(0)
+        return m
+
+
+class DispatcherMissingFetchRange(Dispatcher):
+    """Forgets to check that a FETCH's rows lie inside the command memory."""
+
+    def check(self, m, insn):
+        code = super().check(m, insn)
+        return Mux((insn.opcode == Opcode.FETCH) & (code == 4), 0, code)
+
+
 def _pass_through(m, outer, inner):
     """Join every port of component ``outer`` to the same port of ``inner`` (a wrapper's
     mutation then overrides some of these assignments: the last one wins)."""
@@ -194,6 +232,13 @@ class LoadUnitWithBubbles(_WrappedLoadUnit):
         m.d.sync += phase.eq(~phase)
         m.d.comb += [request.valid.eq(inner.memory.request.valid & phase),
                      inner.memory.request.ready.eq(request.ready & phase)]
+
+
+class LoadUnitFetchingOneRowOff(_WrappedLoadUnit):
+    """Writes each FETCHed instruction one command-memory row too far."""
+
+    def join(self, m, inner):
+        m.d.comb += self.command_write.addr.eq(inner.command_write.addr + 1)
 
 
 class LoadUnitSignallingEarly(LoadUnit):
@@ -249,6 +294,15 @@ class StoreUnitReadingNextRow(_WrappedStoreUnit):
     def join(self, m, inner):
         port = self.accumulator_read
         m.d.comb += port.addr.eq(inner.accumulator_read.addr + 1)
+
+
+class StoreUnitSnapshottingLate(_WrappedStoreUnit):
+    """A SNAPSHOT copies the counters of the cycle after it was taken (one cycle late)."""
+
+    def join(self, m, inner):
+        late = Signal.like(self.counters)
+        m.d.sync += late.eq(self.counters)
+        m.d.comb += inner.counters.eq(late)
 
 
 class StoreUnitWithBubbles(_WrappedStoreUnit):
@@ -360,3 +414,95 @@ class SkipQueueShorterThanCredits(StoreUnit):
             return super()._fetch_skip(m, *args, **kwargs)
         finally:
             store_unit.Queue = real
+
+
+class LineBufferWithoutPadFlags(LineBuffer):
+    """Never marks a cell as padding (the cells still carry 0): a max pool then lets
+    padding win and an average pool counts it."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        for r in range(self.k):
+            for c in range(self.k):
+                m.d.sync += self.o.payload.pad[r][c].eq(0)      # the last assignment wins
+        return m
+
+
+class LineBufferDroppingLastWindow(LineBuffer):
+    """Drops the final window of each map (taken inside, never offered)."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = LineBuffer(
+            lanes=self.lanes, data_bits=self.data_bits, k=self.k, max_width=self.max_width,
+            max_height=self.max_height, max_groups=self.max_groups, max_stride=self.max_stride)
+        _pass_through(m, self, inner)
+        drop = inner.o.payload.last
+        m.d.comb += [self.o.valid.eq(inner.o.valid & ~drop),
+                     inner.o.ready.eq(self.o.ready | drop)]
+        return m
+
+
+def pooling_with_line_buffer(line_buffer_class, **params):
+    """A :class:`Pooling` whose line buffer is a ``line_buffer_class`` (a mutant)."""
+    unit = Pooling(**params)
+    lb = unit.line_buffer
+    lb._MustUse__silence = True             # replaced before elaboration
+    unit.line_buffer = line_buffer_class(
+        lanes=lb.lanes, data_bits=lb.data_bits, k=lb.k, max_width=lb.max_width,
+        max_height=lb.max_height, max_groups=lb.max_groups, max_stride=lb.max_stride)
+    return unit
+
+
+class _WrappedPooling(Pooling):
+    """A pooling unit whose ports are joined to a real inner one; :meth:`join` mutates."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.inner = inner = Pooling(
+            lanes=self.lanes, data_bits=self.data_bits, max_width=self.max_width,
+            max_height=self.max_height, max_groups=self.max_groups)
+        _pass_through(m, self, inner)
+        self.join(m, inner)
+        return m
+
+
+class PoolingIgnoringStall(_WrappedPooling):
+    """Its pipelines advance whether or not the output is taken: stalled results are lost."""
+
+    def join(self, m, inner):
+        m.d.comb += inner.o.ready.eq(1)
+
+
+class PoolingWithBubbles(_WrappedPooling):
+    """Offers a result only every other cycle."""
+
+    def join(self, m, inner):
+        phase = Signal()
+        m.d.sync += phase.eq(~phase)
+        m.d.comb += [self.o.valid.eq(inner.o.valid & phase),
+                     inner.o.ready.eq(self.o.ready & phase)]
+
+
+class PoolingGlobalOffByOne(_WrappedPooling):
+    """A global average of a negative mean comes out one nearer zero (a rounding slip)."""
+
+    def join(self, m, inner):
+        from systolic.accelerator.pooling import PoolMode
+        is_global = self.config.mode == PoolMode.GLOBAL_AVG
+        for lane in range(self.lanes):
+            value = inner.o.payload[lane]
+            m.d.comb += self.o.payload[lane].eq(Mux(is_global & (value < 0), value + 1, value))
+
+
+class PoolingDroppingACell(Pooling):
+    """Its max tree leaves out the window's last cell (bottom right, real in most windows)."""
+
+    def _window_path(self, m, windows, selected):
+        from systolic.accelerator import pooling
+        real = pooling._max_tree
+        pooling._max_tree = lambda values: real(values[:-1])
+        try:
+            return super()._window_path(m, windows, selected)
+        finally:
+            pooling._max_tree = real

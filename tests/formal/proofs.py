@@ -8,17 +8,19 @@ only with ``-m formal``.
 from systolic.accelerator.config import AcceleratorConfig
 
 from .control_harnesses import AccumulatorHarness, TokenCounterHarness, TrackerHarness
-from .dispatcher_spec import DispatcherHarness
+from .dispatcher_spec import DispatcherHarness, DispatcherRingHarness
 from .stream_harnesses import (ArrayHarness, BufferReaderHarness, QueueHarness,
                                ReadArbiterHarness, WindowReaderHarness)
 from .unit_proofs import UNIT_DEEP, UNIT_FAST
 
-__all__ = ["FORMAL_CONFIG", "ACCUMULATOR_CONFIG", "FAST", "DEEP"]
+__all__ = ["FORMAL_CONFIG", "RING_CONFIG", "ACCUMULATOR_CONFIG", "FAST", "DEEP"]
 
 # Tiny buffers so that range checks are cheap; the dispatcher proof covers every word.
 FORMAL_CONFIG = AcceleratorConfig(
     rows=2, cols=2, input_buffer_rows=8, weight_buffer_rows=4, accumulator_rows=4,
     param_rows=2, bus_bytes=1, memory_words=64, command_depth=4, watchdog_cycles=16)
+# A command ring of 2 rows: instructions beyond it (which wait for FETCH rows) from cycle 5.
+RING_CONFIG = FORMAL_CONFIG.replace(command_depth=2)
 # A 1 x 2 array of 2-bit operands with 2 accumulator rows of 4 bits: a small RMW proof.
 ACCUMULATOR_CONFIG = AcceleratorConfig(
     rows=1, cols=2, weight_bits=2, act_bits=2, acc_bits=4, accumulator_rows=2,
@@ -48,6 +50,10 @@ FAST = {
     "tracker: order, target, liveness": (lambda unit=None: TrackerHarness(unit=unit), "bmc", 12),
     "dispatcher: error iff malformed": (
         lambda unit=None: DispatcherHarness(FORMAL_CONFIG, unit=unit), "bmc", 6),
+    "dispatcher: command ring": (
+        lambda unit=None: DispatcherRingHarness(RING_CONFIG, unit=unit), "bmc", 12),
+    "dispatcher: command ring, bounded liveness": (
+        lambda unit=None: DispatcherRingHarness(RING_CONFIG, live=True, unit=unit), "bmc", 12),
     "accumulator: read-modify-write forwarding": (
         lambda unit=None, transparent=True: AccumulatorHarness(
             ACCUMULATOR_CONFIG, unit=unit, transparent=transparent), "bmc", 10),

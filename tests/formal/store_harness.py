@@ -1,4 +1,5 @@
-"""Formal harness of the store unit: STORE / CONFIG / RESIDUAL in, words written, skip reads.
+"""Formal harness of the store unit: STORE / CONFIG / RESIDUAL / SNAPSHOT in, words written,
+skip reads.
 
 The unit is built by its public constructor from a small :class:`AcceleratorConfig` and
 driven only through its documented ports. The accumulator and parameter buffers are
@@ -7,8 +8,11 @@ a :class:`~tests.formal.memory_models.ReadMemoryModel` with free words and in-or
 latency; the write channel's ``ready`` is free. Instructions are free within what the
 dispatcher lets through (STORE: 1..``max_rows`` rows inside the accumulator, a parameter
 row inside its buffer, no ``*_next`` flags, ``residual`` only with ``requantize``; CONFIG and
-RESIDUAL without tokens; no pooled STORE); addresses, strides and the skip offset are free
-32-bit values whose words lie below ``2**32`` (the skip offset may wrap, as documented).
+RESIDUAL without tokens; SNAPSHOT without tokens; no pooled STORE); addresses, strides and
+the skip offset are free 32-bit values whose words lie below ``2**32`` (the skip offset may
+wrap, as documented). The performance counters (``counters``) are free in every cycle: a
+SNAPSHOT's ``row_words("snapshot")`` words at ``dram_addr + b`` must hold their values of
+the cycle it was taken.
 
 Data: a raw row must be ``acc + bias`` per column (cut to ``acc_bits``) of the rows the
 STORE names. Requantized rows cross four 32 x 32 multiplications per column, too many
@@ -36,7 +40,7 @@ __all__ = ["StoreUnitHarness", "check_skip_reads", "SKIP_MEMORY_DEPTH"]
 SKIP_MEMORY_DEPTH = 3       # skip reads the memory model holds in flight
 # The unit's documented latency from a STORE to its first word.
 FIRST_WORD = {"raw": 4, "requantized": 4 + REQUANTIZER_LATENCY,
-              "residual": 4 + REQUANTIZER_LATENCY + ResidualAdd.latency}
+              "residual": 4 + REQUANTIZER_LATENCY + ResidualAdd.latency, "snapshot": 1}
 # Flags of features the proof does not cover (pooling): held at 0.
 UNCOVERED_STORE_FLAGS = [name for name in ("pool",)
                          if name in dict(flags_layout["store"].shape.members)]
@@ -56,6 +60,9 @@ class StoreUnitHarness(Elaboratable):
       output or raw) at ``dram_addr + i * dram_stride + b``, holding the bits
       of that row's value (the padding of the last word is free); exactly ``rows * W``
       words, the next STORE taken only after them; nothing at or beyond ``memory_words``;
+      a SNAPSHOT is one row of ``row_words("snapshot")`` words at ``dram_addr + b``, the
+      counters of the cycle it was taken, and is taken only after the previous STORE's
+      last word;
     - skip reads (residual STOREs only): word ``b`` of skip row ``i`` at
       ``((dram_addr + skip_offset) mod 2**32) + i * dram_stride + b``, tagged SKIP, beat and
       last; exactly ``rows * W`` of them, all before the next STORE is taken;
@@ -90,8 +97,11 @@ class StoreUnitHarness(Elaboratable):
         self._assume_legal(m, head)
         accepted = insn.valid & insn.ready
         is_store = head.opcode == Opcode.STORE
+        is_snapshot = head.opcode == Opcode.SNAPSHOT
         m.d.comb += Assert(tokens.take == (accepted & is_store & head.wait_prev),
                            "a token taken without its STORE")
+        counters = Signal(len(unit.counters))
+        m.d.comb += [counters.eq(AnySeq(len(unit.counters))), unit.counters.eq(counters)]
 
         # Settings of the last CONFIG / RESIDUAL, as the spec keeps them.
         out_qmax, add_qmax, skip_offset = Signal(signed(16)), Signal(signed(16)), self.skip_offset
@@ -104,30 +114,37 @@ class StoreUnitHarness(Elaboratable):
                 m.d.sync += skip_offset.eq(head.dram_addr)
 
         # The STORE whose words go out, the settings it started with, its next word.
+        # (A SNAPSHOT is a STORE of one row: the counters it copied.)
         current = Signal(instruction_layout)
-        row, beat = Signal(range(self.max_rows + 1)), Signal(4)
+        snap_words = config.row_words("snapshot")
+        row, beat = Signal(range(self.max_rows + 1)), Signal(range(snap_words + 1))
         active, qmax, add_max = Signal(), Signal(signed(16)), Signal(signed(16))
-        with m.If(accepted & is_store):
+        snapshot, copied = Signal(), Signal(len(counters))
+        with m.If(accepted & (is_store | is_snapshot)):
             m.d.comb += [Assert(~active, "a STORE was taken before the previous one's words"),
                          Assert(~unit.error, "a STORE was taken after an error")]
             m.d.sync += [current.eq(head), active.eq(1), qmax.eq(out_qmax), add_max.eq(add_qmax),
-                         row.eq(0), beat.eq(0)]
-        requantize = current.flags.store.requantize
-        residual = current.flags.store.residual if config.residual_add else 0
+                         row.eq(0), beat.eq(0), snapshot.eq(is_snapshot), copied.eq(counters)]
+        requantize = current.flags.store.requantize & ~snapshot
+        residual = current.flags.store.residual & ~snapshot if config.residual_add else 0
+        rows = Mux(snapshot, 1, current.rows)
         out_words, raw_words = config.row_words("output"), config.row_words("raw")
-        words = Mux(requantize, out_words, raw_words)
+        words = Mux(snapshot, snap_words, Mux(requantize, out_words, raw_words))
         expected = Signal(DRAM_ADDR_BITS + 1)
         m.d.comb += expected.eq(current.dram_addr + row * current.dram_stride + beat)
         # Programs whose rows pass 2**32 are left out (see docs/verification.md).
         m.d.comb += Assume(~active | (expected - beat + words <= (1 << DRAM_ADDR_BITS)))
 
-        value = self._row_value(m, accumulator, parameters, current, row, requantize, residual,
-                                qmax, add_max)
+        value = Signal(max(config.row_bits("raw"), config.row_bits("output"),
+                           config.row_bits("snapshot")) + config.word_bits)
+        m.d.comb += value.eq(Mux(snapshot, copied, self._row_value(
+            m, accumulator, parameters, current, row, requantize, residual, qmax, add_max)))
         request = unit.memory.request
         m.d.comb += request.ready.eq(1 if live else AnySeq(1))
         check_stream_holds(m, request, "write")
         word_bits = config.word_bits
-        row_bits = Mux(requantize, config.row_bits("output"), config.row_bits("raw"))
+        row_bits = Mux(snapshot, config.row_bits("snapshot"),
+                       Mux(requantize, config.row_bits("output"), config.row_bits("raw")))
         width = Signal(range(word_bits + 1))
         m.d.comb += width.eq(Mux(beat + 1 == words, row_bits - (words - 1) * word_bits, word_bits))
         mask = Signal(word_bits)
@@ -142,7 +159,7 @@ class StoreUnitHarness(Elaboratable):
                        "a word does not hold its row's value"),
             ]
         fired = request.valid & request.ready
-        last_word = fired & (beat + 1 == words) & (row + 1 == current.rows)
+        last_word = fired & (beat + 1 == words) & (row + 1 == rows)
         m.d.comb += Assert(unit.busy | ~active | unit.error, "idle with words of a STORE to write")
         with m.If(fired):
             m.d.sync += beat.eq(beat + 1)
@@ -166,8 +183,8 @@ class StoreUnitHarness(Elaboratable):
             m.d.sync += error_allowed.eq(1)
         m.d.comb += Assert(~unit.error | error_allowed, "an error without a word beyond memory")
         if live:
-            self._check_live(m, unit, insn, accepted & is_store, active, fired, bad, requantize,
-                             residual)
+            self._check_live(m, unit, insn, accepted & (is_store | is_snapshot), active, fired,
+                             bad, requantize, residual, snapshot)
         return m
 
     def _assume_legal(self, m, head):
@@ -189,7 +206,8 @@ class StoreUnitHarness(Elaboratable):
         with m.If(self.unit.insn.valid):
             m.d.comb += Assume(Mux(head.opcode == Opcode.STORE, legal_store,
                                    Mux(head.opcode == Opcode.CONFIG, legal_config,
-                                       (head.opcode == Opcode.RESIDUAL) & legal_residual)))
+                                       Mux(head.opcode == Opcode.SNAPSHOT, no_tokens,
+                                           (head.opcode == Opcode.RESIDUAL) & legal_residual))))
 
     def _row_value(self, m, accumulator, parameters, current, row, requantize, residual,
                    qmax, add_max):
@@ -207,7 +225,8 @@ class StoreUnitHarness(Elaboratable):
         m.d.comb += value.eq(Mux(requantize, Cat([bound] * config.cols), raw))
         return value
 
-    def _check_live(self, m, unit, insn, store_taken, active, fired, bad, requantize, residual):
+    def _check_live(self, m, unit, insn, store_taken, active, fired, bad, requantize, residual,
+                    snapshot):
         """Bounded latency with every consumer ready."""
         first = Signal()
         waited = Signal(6)
@@ -217,8 +236,8 @@ class StoreUnitHarness(Elaboratable):
             m.d.sync += [first.eq(0), waited.eq(0)]
         with m.Elif(active):
             m.d.sync += waited.eq(waited + 1)
-        latency = Mux(residual, FIRST_WORD["residual"],
-                      Mux(requantize, FIRST_WORD["requantized"], FIRST_WORD["raw"]))
+        latency = Mux(snapshot, FIRST_WORD["snapshot"], Mux(residual, FIRST_WORD["residual"],
+                      Mux(requantize, FIRST_WORD["requantized"], FIRST_WORD["raw"])))
         error_seen = Signal()
         with m.If(bad):
             m.d.sync += error_seen.eq(1)

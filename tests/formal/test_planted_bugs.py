@@ -11,8 +11,10 @@ import pytest
 from sim.formal import prove
 
 from . import mutants
-from .proofs import FAST, FORMAL_CONFIG
-from .unit_proofs import LOAD_CONFIG, RESIDUAL_CONFIG, STORE_CONFIG
+from .proofs import FAST, FORMAL_CONFIG, RING_CONFIG
+from .unit_proofs import FETCH_CONFIG, LOAD_CONFIG, POOL_PARAMS, RESIDUAL_CONFIG, STORE_CONFIG
+
+LINE_PARAMS = dict(POOL_PARAMS, k=3, max_stride=2)
 
 CASES = {
     # property: (proof name, mutant factory, text(s) of the assertion(s) it may break)
@@ -45,6 +47,16 @@ CASES = {
     "dispatcher flags no valid word": ("dispatcher: error iff malformed",
                                        lambda: mutants.DispatcherFlaggingFullBuffer(FORMAL_CONFIG),
                                        ("error flag differs", "not offered")),
+    "dispatcher range-checks FETCH": ("dispatcher: error iff malformed",
+                                      lambda: mutants.DispatcherMissingFetchRange(FORMAL_CONFIG),
+                                      ("error flag differs", "malformed instruction reached")),
+    "dispatcher waits for FETCH rows": ("dispatcher: command ring",
+                                        lambda: mutants.DispatcherIgnoringCommandWritten(
+                                            RING_CONFIG),
+                                        "before its command_written pulse"),
+    "dispatcher reads FETCHed rows": ("dispatcher: command ring, bounded liveness",
+                                      lambda: mutants.DispatcherDeafToCommandWritten(RING_CONFIG),
+                                      "written long enough ago was not offered"),
     # The load unit, the store unit and its skip-read queue, the requantizer, the residual add.
     "load: hold while stalled": ("load unit: contract, requests, rows, tokens",
                                  lambda: mutants.LoadUnitIgnoringRefusal(LOAD_CONFIG),
@@ -55,6 +67,10 @@ CASES = {
     "load: rows hold their words": ("load unit: contract, requests, rows, tokens",
                                     lambda: mutants.LoadUnitWritingWithoutLastWord(LOAD_CONFIG),
                                     "does not hold its words"),
+    "load: FETCH rows where they belong": (
+        "load unit (8-byte bus): FETCH rows, contract, requests, tokens",
+        lambda: mutants.LoadUnitFetchingOneRowOff(FETCH_CONFIG),
+        "row written to the wrong row"),
     "load: token after the data": ("load unit: contract, requests, rows, tokens",
                                    lambda: mutants.LoadUnitSignallingEarly(LOAD_CONFIG),
                                    "a token did not fire"),
@@ -74,6 +90,9 @@ CASES = {
                                          lambda: mutants.StoreUnitSignallingAtLastRow(
                                              STORE_CONFIG),
                                          ("signal_prev before", "before the previous one's")),
+    "store: SNAPSHOT of its cycle": ("store unit: contract, words, tokens",
+                                     lambda: mutants.StoreUnitSnapshottingLate(STORE_CONFIG),
+                                     "does not hold its row's value"),
     "store: memory range": ("store unit: contract, words, tokens",
                             lambda: mutants.store_unit_checking_wrong_memory(STORE_CONFIG),
                             "beyond memory_words"),
@@ -102,6 +121,38 @@ CASES = {
     "residual add: inputs taken together": ("residual add: contract, join, tagging",
                                             lambda: mutants.ResidualAddTakingAAlone(lanes=2),
                                             "not taken together"),
+    # The line buffer and the pooling unit.
+    "line buffer: padding flags": ("line buffer: contract, windows, padding, last",
+                                   lambda: mutants.LineBufferWithoutPadFlags(**LINE_PARAMS),
+                                   "wrong padding flag"),
+    "line buffer: no window lost": ("line buffer: contract, windows, padding, last",
+                                    lambda: mutants.LineBufferDroppingLastWindow(**LINE_PARAMS),
+                                    ("not busy with a map under way", "before the inputs",
+                                     "last is not on")),
+    "pooling: hold while stalled": ("pooling (max): contract, counting, values",
+                                    lambda: mutants.PoolingIgnoringStall(**POOL_PARAMS),
+                                    "payload changed while stalled"),
+    "pooling: no window lost": ("pooling (max): contract, counting, values",
+                                lambda: mutants.pooling_with_line_buffer(
+                                    mutants.LineBufferDroppingLastWindow, **POOL_PARAMS),
+                                ("not busy with a map under way", "before the inputs")),
+    "pooling: max over every cell": ("pooling (max): contract, counting, values",
+                                     lambda: mutants.PoolingDroppingACell(**POOL_PARAMS),
+                                     "not the window's maximum"),
+    "pooling: padding never wins a max": ("pooling (max): contract, counting, values",
+                                          lambda: mutants.pooling_with_line_buffer(
+                                              mutants.LineBufferWithoutPadFlags, **POOL_PARAMS),
+                                          "not the window's maximum"),
+    "pooling: average counts real cells only": (
+        "pooling (average): contract, counting, values",
+        lambda: mutants.pooling_with_line_buffer(mutants.LineBufferWithoutPadFlags,
+                                                 **POOL_PARAMS),
+        "not the average of the"),
+    "pooling: global average rounding": (
+        "pooling (global average): contract, counting, values",
+        lambda: mutants.PoolingGlobalOffByOne(**POOL_PARAMS), "not the average of the"),
+    "pooling: timing": ("pooling: timing", lambda: mutants.PoolingWithBubbles(**POOL_PARAMS),
+                        ("not on time", "late")),
 }
 
 

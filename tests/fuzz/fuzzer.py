@@ -7,9 +7,14 @@ program must produce the host reference and no error.
 
 Kinds of cases (:func:`make_case`): ``gemm`` (random small GEMMs from
 ``sw_driver.gemm.build_gemm``), ``conv`` (random windowed convolutions from
-``sw_driver.conv.build_window_conv``), ``loads`` (random LOAD ranges with the
-builder, then DONE: memory unchanged), ``random`` (a valid program with random 128-bit
-words spliced in) and ``flips`` (bit flips of a valid program).
+``sw_driver.conv.build_window_conv``), ``pool`` (random max, average and global
+average pools fused behind a random convolution or GEMM, through the builders'
+``pool=pooled_map(...)``), ``loads`` (random LOAD ranges with the builder, then DONE:
+memory unchanged), ``random`` (a valid program with random 128-bit words spliced in),
+``flips`` (bit flips of a valid program) and ``fields`` (one field of one instruction set
+to 0, its maximum or a random value). Some ``flips`` and ``fields`` cases start from a
+pooled program (and ``fields`` then often hits its POOL word), so that BAD_POOL and the
+pooled STOREs' writes are reached by malformed programs too.
 
 Command line (statistics for ``docs/verification.md``)::
 
@@ -33,7 +38,9 @@ from sw_driver.conv import build_window_conv
 from sw_driver.conv_plan import ConvShape
 from sw_driver.gemm import build_gemm
 from sw_driver.lowering import conv2d_reference
+from sw_driver.pooling import PoolSpec, pooled_map
 from sw_driver.program import Program, ProgramError
+from sw_driver.quant import Requant
 from systolic.accelerator.config import AcceleratorConfig
 from systolic.accelerator.isa import FIELDS, Buffer, ErrorCode, Opcode, decode, decode_flags
 
@@ -46,7 +53,7 @@ FUZZ_CONFIG = AcceleratorConfig(
     accumulator_rows=64, param_rows=8, memory_words=1 << 13, command_depth=1024,
     memory_read_latency=3, watchdog_cycles=256)
 MAX_CYCLES = 300_000
-KINDS = ("gemm", "conv", "loads", "random", "flips", "fields")
+KINDS = ("gemm", "conv", "pool", "loads", "random", "flips", "fields")
 CORPUS = pathlib.Path(__file__).resolve().parent.parent / "fuzz_corpus"
 DOCUMENTED_CODES = {int(code) for code in ErrorCode}
 
@@ -71,7 +78,7 @@ class Case:
         return self.kind in VALID_KINDS
 
 
-VALID_KINDS = ("gemm", "conv", "loads")
+VALID_KINDS = ("gemm", "conv", "pool", "loads")
 
 
 def _random_gemm(rng, config):
@@ -93,6 +100,56 @@ def _random_conv(rng, config):
     bias = rng.integers(-1000, 1000, cout)
     job = build_window_conv(config, ConvShape.of(x.shape, w.shape, stride, padding), x, w, bias)
     reference = conv2d_reference(x, w, bias, stride=stride, padding=padding)
+    return job, lambda memory: np.array_equal(job.unpack(memory), reference)
+
+
+def _random_pool_spec(rng):
+    mode = str(rng.choice(["max", "avg", "global_avg"]))
+    if mode == "global_avg":
+        return PoolSpec(mode)
+    kernel = int(rng.integers(2, 4))
+    return PoolSpec(mode, kernel, int(rng.integers(1, 3)), int(rng.integers(0, kernel)))
+
+
+def _random_requant(rng, channels):
+    # Shifts that keep int8 outputs spread (not all clamped) for these accumulator sizes.
+    return Requant(multiplier=rng.integers(1 << 29, 1 << 31, channels),
+                   shift=rng.integers(-14, -8, channels), zero_point=int(rng.integers(-4, 5)),
+                   qmin=-128, qmax=127)
+
+
+def _random_pool(rng, config):
+    """A requantized convolution (or, one time in four, a GEMM over the pixels of a map)
+    with a random pool on its store path; reference: ``PoolSpec.apply`` of the host's
+    requantized convolution."""
+    spec = _random_pool_spec(rng)
+    batch = int(rng.integers(1, 3))
+    if rng.integers(0, 4) == 0:
+        height, width = (int(v) for v in rng.integers(2, 6, 2))
+        k, n = (int(v) for v in rng.integers(1, 14, 2))
+        a = rng.integers(-128, 128, (batch * height * width, k))
+        w = rng.integers(-128, 128, (k, n))
+        bias = rng.integers(-3000, 3000, n)
+        requant = _random_requant(rng, n)
+        job = build_gemm(config, a, w, bias, requant,
+                         pool=pooled_map(spec, batch, height, width, n, config.cols))
+        # The GEMM's rows are the pixels of NHWC maps: a 1 x 1 convolution.
+        x = a.reshape(batch, height, width, k).transpose(0, 3, 1, 2)
+        conv = conv2d_reference(x, w.T.reshape(n, k, 1, 1), bias, requant=requant)
+    else:
+        kernel, stride = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+        padding = int(rng.integers(0, 2))
+        size = int(rng.integers(max(kernel, 2), 8))
+        cin, cout = int(rng.integers(1, 7)), int(rng.integers(1, 9))
+        x = rng.integers(-128, 128, (batch, cin, size, size))
+        w = rng.integers(-128, 128, (cout, cin, kernel, kernel))
+        bias = rng.integers(-3000, 3000, cout)
+        requant = _random_requant(rng, cout)
+        shape = ConvShape.of(x.shape, w.shape, stride, padding)
+        pool = pooled_map(spec, batch, shape.out_height, shape.out_width, cout, config.cols)
+        job = build_window_conv(config, shape, x, w, bias, requant, pool=pool)
+        conv = conv2d_reference(x, w, bias, stride=stride, padding=padding, requant=requant)
+    reference = spec.apply(conv)
     return job, lambda memory: np.array_equal(job.unpack(memory), reference)
 
 
@@ -122,8 +179,13 @@ def make_case(seed, config=FUZZ_CONFIG):
     """The case of ``seed``: its kind is ``KINDS[seed % len(KINDS)]``."""
     rng = np.random.default_rng(seed)
     kind = KINDS[seed % len(KINDS)]
-    make = {"conv": _random_conv, "loads": _random_loads}.get(kind, _random_gemm)
-    if kind == "fields" and seed % 2:
+    make = {"conv": _random_conv, "pool": _random_pool,
+            "loads": _random_loads}.get(kind, _random_gemm)
+    # Malformed cases from pooled programs too (a third of the flips and fields cases).
+    pooled_base = kind in ("flips", "fields") and (seed // len(KINDS)) % 3 == 0
+    if pooled_base:
+        make = _random_pool
+    elif kind == "fields" and seed % 2:
         make = _random_conv
     while True:
         try:
@@ -139,8 +201,12 @@ def make_case(seed, config=FUZZ_CONFIG):
         for _ in range(int(rng.integers(1, 4))):
             words[int(rng.integers(0, len(words)))] ^= 1 << int(rng.integers(0, 128))
     elif kind == "fields":
+        pools = [index for index, word in enumerate(words)
+                 if decode(word)["opcode"] == Opcode.POOL]
         for _ in range(int(rng.integers(1, 3))):
             index = int(rng.integers(0, len(words)))
+            if pooled_base and pools and rng.integers(0, 2):
+                index = int(rng.choice(pools))      # the POOL's fields: BAD_POOL
             words[index] = _set_field(rng, words[index])
     image = np.zeros(config.memory_words * config.bus_bytes, np.uint8)
     image[:job.image.size] = job.image
@@ -157,18 +223,65 @@ def _set_field(rng, word):
 
 
 def writable_mask(words, config):
-    """Words of main memory that the STOREs of ``words`` may write (``True``)."""
+    """Words of main memory that the STOREs of ``words`` may write (``True``).
+
+    A STORE without ``pool`` writes its ``rows`` at ``dram_addr + i * dram_stride``. Pooled
+    rows go one after another (``row_words("output")`` apart) from the write pointer: the
+    last POOL's ``dram_addr``, or where the last STORE without ``pool`` ended (0 at
+    reset). A map of ``width * height`` pixels (the POOL's ``rows`` and ``sram_addr``; the
+    default before any POOL: 1 x 1) yields ``out_h * out_w * groups`` rows (global: ``groups``),
+    so the pooled STOREs' pixels since the pointer was set bound the rows written.
+    """
     mask = np.zeros(config.memory_words, bool)
+    row_words = config.row_words("output")
+
+    def mark(starts, words_per_row):
+        starts = np.asarray(starts, dtype=np.int64) % (1 << 32)
+        addresses = (starts[:, None] + np.arange(words_per_row)[None, :]).reshape(-1)
+        mask[addresses[addresses < config.memory_words]] = True
+
+    base, pixels = 0, 0
+    per_map, map_pixels = 1, 1                       # the reset config: 1 x 1 global average
+
+    def flush():
+        # Pooled rows are contiguous: one interval of words from ``base`` (modulo 2**32;
+        # a malformed geometry may claim more rows than the address space holds).
+        length = -(-pixels // map_pixels) * per_map * row_words
+        if length >= 1 << 32:
+            mask[:] = True
+        elif length:
+            end = base + length
+            mask[min(base, config.memory_words):min(end, config.memory_words)] = True
+            if end > 1 << 32:
+                mask[:min(end - (1 << 32), config.memory_words)] = True
+        return (base + length) % (1 << 32)
+
     for word in words:
         fields = decode(word)
+        if fields["opcode"] == Opcode.POOL:
+            base, pixels = flush(), 0
+            base = fields["dram_addr"]
+            geometry = fields["dram_stride"]
+            mode, k = geometry & 3, (geometry >> 2) & 3
+            stride, pad, groups = max((geometry >> 4) & 3, 1), (geometry >> 6) & 3, \
+                (geometry >> 8) & 0xFFF
+            width, height = fields["rows"], fields["sram_addr"]
+            out = lambda size: max((size + 2 * pad - k) // stride + 1, 0)
+            per_map = groups if mode == 2 else out(width) * out(height) * groups
+            map_pixels = max(width * height, 1)     # a malformed POOL stops the run anyway
+            continue
         if fields["opcode"] != Opcode.STORE:
             continue
-        requantize = decode_flags(word).get("requantize", 0)
-        row_words = config.row_words("output" if requantize else "raw")
+        flags = decode_flags(word)
+        if flags.get("pool", 0):
+            pixels += fields["rows"]
+            continue
+        base, pixels = flush(), 0
+        words_per_row = config.row_words("output" if flags.get("requantize", 0) else "raw")
         rows = np.arange(fields["rows"], dtype=np.int64)
-        starts = (fields["dram_addr"] + rows * fields["dram_stride"]) % (1 << 32)
-        addresses = (starts[:, None] + np.arange(row_words)[None, :]).reshape(-1)
-        mask[addresses[addresses < config.memory_words]] = True
+        mark(fields["dram_addr"] + rows * fields["dram_stride"], words_per_row)
+        base = (fields["dram_addr"] + fields["rows"] * fields["dram_stride"]) % (1 << 32)
+    flush()
     return mask
 
 

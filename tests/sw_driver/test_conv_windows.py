@@ -142,3 +142,14 @@ def test_windowed_conv_on_pysim_matches_torch_and_the_cost_model(
     estimate = estimate_window(device.config, shape, requantize)
     assert abs(stats.cycles - estimate.cycles) <= 0.03 * stats.cycles
     assert stats.bytes_moved == estimate.bytes_moved(device.bus_bytes)
+
+
+def test_auto_lowering_takes_less_traffic_within_one_percent_of_the_fastest():
+    from sw_driver.conv_cost import _fastest_lowering
+    from sw_driver.cost_model import Estimate
+    window = Estimate(cycles=1000, read_words=100, write_words=10, vectors=0)
+    # im2col 0.5 % faster but with 4x the reads: windows; 2 % faster: im2col.
+    assert _fastest_lowering({"window": window, "im2col": Estimate(995, 400, 10, 0)}) == "window"
+    assert _fastest_lowering({"window": window, "im2col": Estimate(980, 400, 10, 0)}) == "im2col"
+    # Within 1 % and less traffic: im2col (a strided 1x1 reads only the pixels it needs).
+    assert _fastest_lowering({"window": window, "im2col": Estimate(1005, 80, 10, 0)}) == "im2col"

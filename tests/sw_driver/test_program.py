@@ -16,7 +16,7 @@ def test_encode_decode_round_trip_every_field():
 
 
 @pytest.mark.parametrize("call,message", [
-    (lambda: encode(10), "is not a valid Opcode"),
+    (lambda: encode(12), "is not a valid Opcode"),
     (lambda: encode(Opcode.LOAD, colour=1), "unknown instruction field 'colour'"),
     (lambda: encode(Opcode.LOAD, rows=1 << 16), "rows=65536 does not fit a 16-bit field"),
     (lambda: encode(Opcode.CONFIG, qmin=-40000), "qmin=-40000 does not fit"),

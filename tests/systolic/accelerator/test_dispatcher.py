@@ -25,7 +25,7 @@ def dispatcher_with_commands(words):
 
 
 def run(words, *, count=None, rng=None, stall=0.0, ready=True, unit_error_at=None,
-        progress=True, cycles=120, checkers=()):
+        progress=True, cycles=120, checkers=(), written_at=()):
     """Start ``words``; return the transfers per queue (cycle, word), and the end state."""
     dut = dispatcher_with_commands(words)
     dispatcher = dut.unit
@@ -42,6 +42,7 @@ def run(words, *, count=None, rng=None, stall=0.0, ready=True, unit_error_at=Non
         for cycle in range(1, cycles):
             ctx.set(dispatcher.unit_error, int(cycle == unit_error_at))
             ctx.set(dispatcher.unit_error_code, ErrorCode.DRAM_RANGE)
+            ctx.set(dispatcher.command_written, int(cycle in written_at))
             await ctx.tick()
 
     def consumer(stream):
@@ -148,9 +149,17 @@ def test_a_bad_instruction_stops_with_its_code_one_cycle_after_fetch(word, code)
         (code, 5, 1, 0)
 
 
-def test_a_command_count_beyond_the_command_memory_is_refused():
-    result = error_of([encode(Opcode.CONFIG)], count=CONFIG.command_depth + 1)
-    assert result["code"] == ErrorCode.COMMAND_RANGE
+def test_a_run_beyond_the_command_memory_reads_fetched_instructions_once_written():
+    # The ring holds 16 instructions; the run has 19: the last 3 (ring slots 0..2 again)
+    # are read only after a FETCH wrote them (``command_written``, here at cycles 40..42).
+    depth = CONFIG.command_depth
+    words = [encode(Opcode.CONFIG, zero_point=index) for index in range(depth)]
+    transfers, done, _ = run(words, count=depth + 3, written_at=(40, 41, 42), cycles=80)
+    store = transfers["store"]
+    assert [word & 0xFFFF << 24 for _, word in store] == \
+        [word & 0xFFFF << 24 for word in words + words[:3]]
+    assert store[depth - 1][0] < 40 < store[depth][0]
+    assert done is not None
 
 
 def test_a_unit_error_is_reported_with_the_units_code():

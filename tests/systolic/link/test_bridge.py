@@ -205,7 +205,7 @@ def test_info_describes_the_accelerator():
             "multiplier", "lut_multiplier_rows"}
         assert {name: info.pop(name) for name in config_fields} == {
             name: int(getattr(TINY, name)) for name in config_fields}
-        assert info == {"protocol": 1, "counters": len(dut.counter_names),
+        assert info == {"protocol": 2, "counters": len(dut.counter_names),
                         "max_data_bytes": 2048, "clock_hz": 25_000_000}
 
     simulate(dut, [testbench], deadline_cycles=20_000)

@@ -55,7 +55,7 @@ def test_payloads_of_the_requests():
         b"\x04\x03\x02\x01" + b"\x55" * 8
     assert protocol.read_memory(7, 300)[4:-2] == struct.pack("<IH", 7, 300)
     assert protocol.clear(2, 70000)[4:-2] == struct.pack("<II", 2, 70000)
-    assert protocol.start(513)[4:-2] == b"\x01\x02"
+    assert protocol.start(513)[4:-2] == b"\x01\x02\x00\x00"          # u32 count
     word = (1 << 127) | 5
     assert protocol.write_commands(3, [word])[8:-2] == word.to_bytes(16, "little")
     assert protocol.simple(Command.STATUS) == protocol.encode_request(Command.STATUS)
@@ -80,8 +80,8 @@ def test_request_builders_refuse_what_the_bridge_would_refuse():
         protocol.write_memory(0, bytes(2056), 8)
     with pytest.raises(ValueError, match="address must be an integer in 0..4294967295, not -1"):
         protocol.read_memory(-1, 1)
-    with pytest.raises(ValueError, match="count must be an integer in 0..65535, not 65536"):
-        protocol.start(65536)
+    with pytest.raises(ValueError, match="count must be an integer in 0..4294967295, not 4294967296"):
+        protocol.start(1 << 32)
     with pytest.raises(ValueError, match="payload length must be an integer in 0..65535"):
         protocol.encode_request(Command.WRITE_MEMORY, bytes(70000))
 
@@ -96,7 +96,7 @@ def test_status_counters_and_info_decode():
     info = protocol.parse_info(protocol.info_payload(config, counters=11, clock_hz=50_000_000))
     assert {name: info[name] for name in protocol.CONFIG_FIELDS} == {
         name: int(getattr(config, name)) for name in protocol.CONFIG_FIELDS}
-    assert (info["protocol"], info["counters"], info["clock_hz"]) == (1, 11, 50_000_000)
+    assert (info["protocol"], info["counters"], info["clock_hz"]) == (2, 11, 50_000_000)
     for parse, payload in ((protocol.parse_status, bytes(9)), (protocol.parse_info, bytes(8)),
                            (lambda data: protocol.parse_counters(data, ["a"]), bytes(9))):
         with pytest.raises(ProtocolError):
