@@ -178,7 +178,7 @@ def _design(args):
         module, _, function = args.workload.partition(":")
         workload = getattr(importlib.import_module(module), function)
     config = AcceleratorConfig(rows=args.rows, cols=args.cols, memory_words=args.memory_words,
-                               command_depth=args.command_depth)
+                               command_depth=args.command_depth, bus_bytes=args.bus_bytes)
     memory, commands, max_cycles = workload(config)
     return config, lambda cycles: (memory, commands, max_cycles)
 
@@ -223,6 +223,8 @@ def main(argv=None):
     # The driver's sizes for compiled models (sw_driver/execution.py).
     parser.add_argument("--memory-words", type=int, default=1 << 21, help="harness main memory")
     parser.add_argument("--command-depth", type=int, default=1 << 16, help="harness commands")
+    parser.add_argument("--bus-bytes", type=int, default=16,
+                        help="harness main-memory bytes per cycle")
     parser.add_argument("--check", action="store_true",
                         help="compare compiled backends with pysim on a pysim-sized program")
     args = parser.parse_args(argv)

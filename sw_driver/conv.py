@@ -17,7 +17,7 @@ from systolic.accelerator.isa import Buffer
 from .conv_plan import MAX_ROWS, window_plan_candidates
 from .cost_model import TimingModel, fastest
 from .feature_map import feature_map_row, pack_feature_map, to_blocked_rows, unpack_feature_map
-from .gemm import param_rows, probe_config, probe_program, skip_region
+from .gemm import param_rows, probe_config, probe_program, skip_address, skip_region
 from .memory_image import MemoryImage, pack_rows
 from .program import Program
 from .schedule import emit_schedule
@@ -38,6 +38,7 @@ class ConvLayout:
     out_addr: int
     out_words: int
     end: int
+    skip_addr: int | None = None    # a residual's skip tensor; None: right after, at ``end``
 
 
 def layout_window_conv(config, plan, requantize):
@@ -171,26 +172,31 @@ class WindowLowering:
                       **flags)
 
 
-def window_program(config, plan, layout, requant=None, program=None, residual=None):
+def window_program(config, plan, layout, requant=None, program=None, residual=None, *,
+                   wait_first=False, finish=True):
     """The command stream of a windowed convolution laid out as ``layout``.
 
     ``program`` defaults to a checked :class:`Program` for ``config``; the cost model passes
     its own recorder. ``residual`` (an :class:`~sw_driver.quant.AddRequant`) adds the skip
-    tensor stored in the output's layout at word ``layout.end``.
+    tensor stored in the output's layout at word ``layout.skip_addr`` (default
+    ``layout.end``). ``wait_first`` makes the first LOAD wait for an execute->load token
+    (a whole-network program's barrier between layers); ``finish=False`` leaves out DONE.
     """
     program = Program(config) if program is None else program
-    program.load(Buffer.PARAM, dram_addr=layout.param_addr, sram_addr=0, rows=plan.n_tiles)
+    program.load(Buffer.PARAM, dram_addr=layout.param_addr, sram_addr=0, rows=plan.n_tiles,
+                 wait=wait_first)
     if requant is not None:
         program.config_output(zero_point=requant.zero_point, qmin=requant.qmin, qmax=requant.qmax)
     if residual is not None:
-        program.residual(residual, skip_offset=layout.end - layout.out_addr)
+        program.residual(residual, skip_offset=skip_address(layout) - layout.out_addr)
     if plan.pool is not None:
         plan.pool.emit(program, group_stride=plan.block_rows, dram_addr=layout.out_addr)
     program.window(plan.geometry)
     emit_schedule(program, plan, WindowLowering(config, plan, layout),
                   requantize=requant is not None, residual=residual is not None,
                   pool=plan.pool.spec if plan.pool else None)
-    program.done()
+    if finish:
+        program.done()
     return program
 
 

@@ -20,7 +20,8 @@ from .validate import check_integer_array, check_signed_bits
 from .stats import LayerStats
 
 __all__ = ["run_gemm", "run_window_conv", "check_window_conv", "check_accumulator_range",
-           "check_requant", "check_residual", "AcceleratorError"]
+           "check_requant", "check_residual", "AcceleratorError", "backend_of",
+           "describe_error", "STALL_COUNTERS"]
 
 # Cycles a unit waited, by unit and cause (the counters named <unit>_wait_<cause>).
 STALL_COUNTERS = tuple(name for name in COUNTER_NAMES if "_wait_" in name)
@@ -155,7 +156,7 @@ def _cycle_budget(job):
     return 64 * (work + job.image.size // config.bus_bytes) + 100_000
 
 
-def _backend(device):
+def backend_of(device):
     """The backend object that runs ``device``'s programs (all have the same ``run``)."""
     if device.backend == "board":
         from .board import get_board_backend
@@ -164,7 +165,7 @@ def _backend(device):
 
 
 def _run_job(device, job):
-    result = _backend(device).run(device.config, job.image, job.program.words(),
+    result = backend_of(device).run(device.config, job.image, job.program.words(),
                                   max_cycles=_cycle_budget(job), readback=job.readback)
     if result.error:
         raise AcceleratorError(f"the accelerator stopped with error code {result.error_code} "

@@ -16,7 +16,8 @@ from .schedule import emit_schedule
 from .tiling import LEAD_ROWS, gemm_plan_candidates
 
 __all__ = ["GemmJob", "GemmLayout", "build_gemm", "layout_gemm", "gemm_program",
-           "gemm_instruction_count", "param_rows", "GemmLowering", "choose_gemm_plan", "estimate_gemm",
+           "gemm_instruction_count", "param_rows", "a_tile_rows", "w_tile_rows", "skip_address",
+           "GemmLowering", "choose_gemm_plan", "estimate_gemm",
            "probe_config", "probe_program", "PROBE_REQUANT", "PROBE_ADD"]
 
 
@@ -58,17 +59,22 @@ class GemmJob:
         return values.reshape(plan.m, plan.n_tiles * config.cols)[:, :plan.n]
 
 
-def _tile_operands(config, plan, a, w):
-    """A as (k_tile, m) rows of `rows` values; W as (n_tile, k_tile, r) rows of `cols` values."""
-    rows, cols = config.rows, config.cols
+def a_tile_rows(config, plan, a, pixel_major=False):
+    """A as (k_tile, m) rows of ``rows`` values; ``pixel_major``: (m, k_tile) rows."""
+    rows = config.rows
     a_pad = np.zeros((plan.m, plan.k_tiles * rows), np.int64)
     a_pad[:, :plan.k] = a
-    a_rows = a_pad.reshape(plan.m, plan.k_tiles, rows).transpose(1, 0, 2).reshape(-1, rows)
+    a_rows = a_pad.reshape(plan.m, plan.k_tiles, rows)
+    return (a_rows if pixel_major else a_rows.transpose(1, 0, 2)).reshape(-1, rows)
+
+
+def w_tile_rows(config, plan, w):
+    """W as (n_tile, k_tile, r) rows of ``cols`` values."""
+    rows, cols = config.rows, config.cols
     w_pad = np.zeros((plan.k_tiles * rows, plan.n_tiles * cols), np.int64)
     w_pad[:plan.k, :plan.n] = w
-    w_rows = (w_pad.reshape(plan.k_tiles, rows, plan.n_tiles, cols)
-              .transpose(2, 0, 1, 3).reshape(-1, cols))
-    return a_rows, w_rows
+    return (w_pad.reshape(plan.k_tiles, rows, plan.n_tiles, cols)
+            .transpose(2, 0, 1, 3).reshape(-1, cols))
 
 
 def param_rows(config, plan, bias, requant):
@@ -118,6 +124,13 @@ class GemmLayout:
     out_addr: int
     out_words: int
     end: int
+    skip_addr: int | None = None    # a residual's skip tensor; None: right after, at ``end``
+    pixel_major: bool = False       # A and the output as (m, tile) rows, not (tile, m)
+
+
+def skip_address(layout):
+    """Where a layout's residual skip tensor starts: ``skip_addr``, by default ``end``."""
+    return layout.end if layout.skip_addr is None else layout.skip_addr
 
 
 def layout_gemm(config, plan, requantize):
@@ -137,20 +150,23 @@ def layout_gemm(config, plan, requantize):
                       image.next_free)
 
 
-def gemm_program(config, plan, layout, requant=None, program=None, residual=None):
+def gemm_program(config, plan, layout, requant=None, program=None, residual=None, *,
+                 wait_first=False, finish=True):
     """The command stream of a tiled GEMM laid out as ``layout``.
 
     ``program`` defaults to a checked :class:`Program` for ``config``; the cost model
     (:class:`~sw_driver.cost_model.TimingModel`) passes its own recorder. ``residual`` (an
     :class:`~sw_driver.quant.AddRequant`) adds the skip tensor stored in the output's layout
-    right after the layout (at word ``layout.end``) on the way out.
+    at word ``layout.skip_addr`` (default: right after the layout, ``layout.end``) on the
+    way out. ``wait_first`` and ``finish`` as in :func:`~sw_driver.conv.window_program`.
     """
     program = Program(config) if program is None else program
-    program.load(Buffer.PARAM, dram_addr=layout.param_addr, sram_addr=0, rows=plan.n_tiles)
+    program.load(Buffer.PARAM, dram_addr=layout.param_addr, sram_addr=0, rows=plan.n_tiles,
+                 wait=wait_first)
     if requant is not None:
         program.config_output(zero_point=requant.zero_point, qmin=requant.qmin, qmax=requant.qmax)
     if residual is not None:
-        program.residual(residual, skip_offset=layout.end - layout.out_addr)
+        program.residual(residual, skip_offset=skip_address(layout) - layout.out_addr)
     if plan.pool is not None:
         if residual is not None and plan.pool.interleaved:
             raise ProgramError("a window pool after a residual add runs with windowed "
@@ -159,7 +175,8 @@ def gemm_program(config, plan, layout, requant=None, program=None, residual=None
     emit_schedule(program, plan, GemmLowering(config, plan, layout),
                   requantize=requant is not None, residual=residual is not None,
                   pool=plan.pool.spec if plan.pool else None)
-    program.done()
+    if finish:
+        program.done()
     return program
 
 
@@ -217,7 +234,7 @@ def build_gemm(config, a, w, bias=None, requant=None, residual=None, plan=None, 
     layout = layout_gemm(config, plan, requantize)
     program = gemm_program(config, plan, layout, requant,
                            residual=None if residual is None else residual[1])
-    a_rows, w_rows = _tile_operands(config, plan, a, w)
+    a_rows, w_rows = a_tile_rows(config, plan, a), w_tile_rows(config, plan, w)
     image = np.zeros(layout.end * config.bus_bytes, np.uint8)
     for address, packed in (
             (layout.param_addr, pack_rows(param_rows(config, plan, bias, requant), config.bus_bytes)),
@@ -259,9 +276,14 @@ class GemmLowering:
     def _loads(self, block, k_tile, pieces):
         m0, _ = self.plan.block_bounds(block)
         input_row = self._input_row(block, k_tile)
-        return [((start, rows), [(input_row + start, rows, self.layout.a_addr
-                                  + (k_tile * self.plan.m + m0 + start) * self.layout.a_words,
-                                  None)])
+        layout, plan = self.layout, self.plan
+        if layout.pixel_major:
+            stride = plan.k_tiles * layout.a_words
+            return [((start, rows), [(input_row + start, rows, layout.a_addr + (
+                (m0 + start) * plan.k_tiles + k_tile) * layout.a_words, stride)])
+                    for start, rows in pieces]
+        return [((start, rows), [(input_row + start, rows, layout.a_addr
+                                  + (k_tile * plan.m + m0 + start) * layout.a_words, None)])
                 for start, rows in pieces]
 
     def lead_pieces(self, block, k_tile):
@@ -283,7 +305,13 @@ class GemmLowering:
     def store(self, program, block, n_tile, piece, acc_slot, **flags):
         start, rows = piece
         m0, _ = self.plan.block_bounds(block)
-        layout = self.layout
+        layout, plan = self.layout, self.plan
+        if layout.pixel_major:
+            program.store(acc_slot + start, rows, param_row=n_tile,
+                          stride=plan.n_tiles * layout.out_words,
+                          dram_addr=layout.out_addr + ((m0 + start) * plan.n_tiles + n_tile)
+                          * layout.out_words, **flags)
+            return
         program.store(acc_slot + start, rows, param_row=n_tile,
-                      dram_addr=layout.out_addr + (n_tile * self.plan.m + m0 + start) * layout.out_words,
+                      dram_addr=layout.out_addr + (n_tile * plan.m + m0 + start) * layout.out_words,
                       **flags)

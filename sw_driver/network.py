@@ -23,7 +23,8 @@ from .program import ProgramError
 from .lowering import conv2d_reference, linear_reference
 
 __all__ = ["LayerResult", "NetworkRun", "LayerCache", "synthetic_inputs", "reference_output",
-           "reference_outputs", "run_layer", "run_network"]
+           "reference_outputs", "run_layer", "run_network", "new_record", "fuse_records",
+           "compare_output"]
 
 
 @dataclass
@@ -161,7 +162,8 @@ def _gemm_shape(node, output_shape):
     return (int(np.prod(output_shape)) // channels, window, channels)
 
 
-def _compare(record, output, expected):
+def compare_output(record, output, expected):
+    """Set the record's check, mismatches and largest error from ``output`` vs ``expected``."""
     expected = np.asarray(expected, np.int64)
     output = np.asarray(output, np.int64)
     if output.shape != expected.shape:
@@ -173,19 +175,39 @@ def _compare(record, output, expected):
     record.check = "fail" if record.mismatches else "pass"
 
 
+def new_record(node, input_shapes, weight_bits, act_bits):
+    """A host :class:`LayerResult` of ``node`` on inputs of ``input_shapes``: shapes, work
+    and least traffic, nothing measured yet."""
+    output_shape = node.output_shape(*input_shapes)
+    min_read, min_write = _min_traffic(node, input_shapes, output_shape, weight_bits, act_bits)
+    return LayerResult(
+        name=node.name, kind=node.kind, where="host", input_shape=tuple(input_shapes[0]),
+        output_shape=tuple(output_shape), macs=node.macs(*input_shapes),
+        min_bytes=min_read + min_write, min_read_bytes=min_read, min_write_bytes=min_write,
+        gemm_shape=_gemm_shape(node, output_shape))
+
+
+def fuse_records(records, skip_values, act_bits):
+    """Turn the records of a chain ``conv [-> add] [-> pool]`` (conv first) into a fused
+    chain's: the later nodes ran on the conv's store path (where=device, lowering=fused,
+    their cycles and bytes are the conv's), and the conv's least traffic is the chain's
+    (the skip tensor of ``skip_values`` values read too, only the last output written)."""
+    conv_record = records[0]
+    for record in records[1:]:
+        record.where, record.lowering, record.backend = "device", "fused", conv_record.backend
+        record.bytes_moved = None
+    if skip_values:
+        conv_record.min_read_bytes += skip_values * -(-act_bits // 8)
+    conv_record.min_write_bytes = records[-1].min_write_bytes
+    conv_record.min_bytes = conv_record.min_read_bytes + conv_record.min_write_bytes
+
+
 def run_layer(node, inputs, device, *, check=True, weight_bits=8, act_bits=8, layers=api,
               **fused):
     """Run one node (conv/fc on ``device`` through ``layers``, others on the host);
     return ``(output, LayerResult)``. ``fused`` (conv only: ``residual``, ``pool``) is passed
     to the layer API."""
-    input_shapes = [np.shape(x) for x in inputs]
-    output_shape = node.output_shape(*input_shapes)
-    min_read, min_write = _min_traffic(node, input_shapes, output_shape, weight_bits, act_bits)
-    record = LayerResult(
-        name=node.name, kind=node.kind, where="host", input_shape=tuple(input_shapes[0]),
-        output_shape=tuple(output_shape), macs=node.macs(*input_shapes),
-        min_bytes=min_read + min_write, min_read_bytes=min_read, min_write_bytes=min_write,
-        gemm_shape=_gemm_shape(node, output_shape))
+    record = new_record(node, [np.shape(x) for x in inputs], weight_bits, act_bits)
     start = time.perf_counter()
     if node.kind in ("conv", "linear"):
         output, stats = _device_call(node, inputs, device, layers, fused)
@@ -194,7 +216,7 @@ def run_layer(node, inputs, device, *, check=True, weight_bits=8, act_bits=8, la
         record.utilization, record.stalls = stats.utilization, dict(stats.stalls or {})
         record.lowering = getattr(stats, "lowering", None)
         if check:
-            _compare(record, output, reference_output(node, inputs))
+            compare_output(record, output, reference_output(node, inputs))
     else:
         output = reference_output(node, inputs)
     record.seconds = time.perf_counter() - start
@@ -224,17 +246,11 @@ def run_fused(fusion, inputs, skip, device, *, check=True, weight_bits=8, act_bi
             value if name == node.name else skip for name in later.inputs]
         value, record = run_layer(later, later_inputs, device, check=False,
                                   weight_bits=weight_bits, act_bits=act_bits)
-        record.where, record.lowering, record.backend = "device", "fused", conv_record.backend
-        record.bytes_moved = None
         records.append(record)
-    # The chain's least traffic: the skip tensor read too, only the last output written.
-    if add is not None:
-        conv_record.min_read_bytes += skip.size * -(-act_bits // 8)
-    conv_record.min_write_bytes = records[-1].min_write_bytes
-    conv_record.min_bytes = conv_record.min_read_bytes + conv_record.min_write_bytes
+    fuse_records(records, skip.size if add is not None else 0, act_bits)
     if check:
         for record in records:
-            _compare(record, output, value)
+            compare_output(record, output, value)
     return output, records
 
 

@@ -1,15 +1,19 @@
 """Runs longer than the command memory: the program in main memory, fetched page by page.
 
-The command memory is a ring of ``command_depth`` instructions, split into two halves of
-``half = command_depth // 2``. The run's instructions are cut into pages of ``half``; page
-``j`` sits at ring slot ``(j mod 2) * half`` (instruction ``i`` at slot ``i mod
-command_depth``, where the dispatcher reads it). The host writes pages 0 and 1 before the
-start. The first instruction of every page ``j >= 1`` is a FETCH of page ``j + 1`` into the
-other half: when the dispatcher reads it, it has read all of page ``j - 1``, so the slots
-the FETCH overwrites are free; the dispatcher reads an instruction only after it was
-written, so it waits (bubbles) if a page comes late. Every instruction of the run is also
-in main memory at ``program_addr + i * row_words("command")``, so the FETCHes copy it from
-there; their words are counted in ``read_words`` like any other.
+The command memory is a ring of ``command_depth`` instructions (instruction ``i`` at slot
+``i mod command_depth``, where the dispatcher reads it), cut into ``k = command_depth /
+page`` pages of ``page`` instructions. The host writes the first ``k`` pages before the
+start. Every page ``j >= 1`` starts with the FETCH of page ``j + k - 1``, as long as that
+page exists, into the slots of page ``j - 1``: when the dispatcher reads the FETCH it has
+read all of page ``j - 1``, so those slots are free, and the page fetched is ``k - 1`` pages
+ahead of the one being read. The dispatcher reads an instruction only after it was written,
+so it waits (bubbles) if a page comes late. Every instruction of the run is also in main
+memory at ``program_addr + i * row_words("command")``, so the FETCHes copy it from there;
+their words are counted in ``read_words`` like any other.
+
+A FETCH runs on the load unit, in order with LOADs, and holds it for a page's words: short
+pages (:data:`MAX_PAGE` instructions by default) keep each hold within the slack of the
+loads, where half-ring pages (32 Ki instructions) held them for 33k cycles at a time.
 """
 
 from dataclasses import dataclass
@@ -20,7 +24,7 @@ from systolic.accelerator.isa import Opcode, decode, encode
 
 from .program import ProgramError
 
-__all__ = ["PagedProgram", "page_program"]
+__all__ = ["PagedProgram", "page_program", "default_page", "MAX_PAGE"]
 
 
 @dataclass(frozen=True)
@@ -46,41 +50,70 @@ class PagedProgram:
         return out
 
 
-def _half(config):
-    if config.command_depth < 4 or config.command_depth % 2:
+# Instructions per page by default (128 bus words at 16 B/cycle): a whole ResNet-50 on
+# 16x16 loses 6k cycles to its FETCHes, against 18k with 256 and 123k with 1,024 (docs/isa.md).
+MAX_PAGE = 128
+
+
+def default_page(config):
+    """The largest page of at most :data:`MAX_PAGE` instructions that cuts the ring into at
+    least two equal pages."""
+    depth = config.command_depth
+    if depth < 4 or depth % 2:
         raise ProgramError(f"a run longer than the command memory needs an even command_depth "
-                           f">= 4, not {config.command_depth}")
-    return config.command_depth // 2
+                           f">= 4, not {depth}")
+    pages = max(2, -(-depth // MAX_PAGE))
+    while depth % pages:
+        pages += 1
+    return depth // pages
 
 
-def page_program(config, words, program_addr):
+def _page_count(length, page, ring_pages):
+    """Pages of a run of ``length`` instructions plus its FETCHes (pages ``1 .. n - k``
+    carry one each): the fixed point of ``n = ceil((length + max(n - k, 0)) / page)``."""
+    fetches = 0
+    while True:
+        count = -(-(length + fetches) // page)
+        if max(count - ring_pages, 0) == fetches:
+            return count
+        fetches = max(count - ring_pages, 0)
+
+
+def page_program(config, words, program_addr, page=None):
     """:class:`PagedProgram` of the program ``words`` (ending with DONE).
 
     A program that fits the command memory is returned as it is (no FETCH); a longer one
-    gets a FETCH at the start of every page from the second on.
+    gets a FETCH at the start of pages ``1, 2, ...`` (``page`` instructions each, by default
+    :func:`default_page`).
     """
     words = tuple(int(word) for word in words)
     row_words = config.row_words("command")
-    if len(words) <= config.command_depth:
+    depth = config.command_depth
+    if len(words) <= depth:
         return PagedProgram(words, program_addr, row_words, 0)
-    half = _half(config)
-    pages, rest = [list(words[:half])], list(words[half:])
-    while rest:
-        # Every page from the second on starts with the FETCH of the next one, if any.
-        room = half if len(rest) <= half else half - 1
-        pages.append(rest[:room])
-        rest = rest[room:]
-    fetches = 0
-    for index in range(1, len(pages) - 1):
-        nxt = index + 1
-        first = program_addr + nxt * half * row_words
-        fetch = encode(Opcode.FETCH, rows=len(pages[nxt]) + (1 if nxt < len(pages) - 1 else 0),
-                       sram_addr=(nxt % 2) * half, dram_addr=first, dram_stride=row_words)
-        pages[index].insert(0, fetch)
-        fetches += 1
-    flat = tuple(word for page in pages for word in page)
-    for index in range(1, len(pages)):
-        assert len(pages[index - 1]) == half, "only the last page may be short"
+    page = default_page(config) if page is None else page
+    if page < 2 or depth % page or depth // page < 2:
+        raise ProgramError(f"a page of {page} instructions must cut the {depth}-instruction "
+                           f"ring into at least two equal pages")
+    ring_pages = depth // page
+    count = _page_count(len(words), page, ring_pages)
+    pages, taken = [], 0
+    for index in range(count):
+        fetching = 1 <= index <= count - ring_pages
+        room = page - fetching
+        pages.append([None] * fetching + list(words[taken:taken + room]))
+        taken += room
+    assert taken >= len(words) and all(len(p) == page for p in pages[:-1]), \
+        "pages must fill the ring"
+    for index, contents in enumerate(pages):
+        if contents and contents[0] is None:
+            target = index + ring_pages - 1
+            contents[0] = encode(Opcode.FETCH, rows=len(pages[target]),
+                                 sram_addr=(target % ring_pages) * page,
+                                 dram_addr=program_addr + target * page * row_words,
+                                 dram_stride=row_words)
+    flat = tuple(word for contents in pages for word in contents)
+    fetches = max(count - ring_pages, 0)
     end = program_addr + len(flat) * row_words
     if end > config.memory_words:
         raise ProgramError(f"the program's {len(flat)} instructions at word {program_addr} end "

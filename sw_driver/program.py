@@ -53,6 +53,7 @@ class Program:
         self.window_geometry = None
         self.skip_offset = None
         self.pool_groups = None         # channel groups of the last POOL
+        self.preload_pending = False    # a PRELOAD no switching COMPUTE has taken yet
 
     def __len__(self):
         return len(self.instructions)
@@ -123,8 +124,13 @@ class Program:
         """Load the weight tile at weight-buffer rows ``sram_addr ..`` into the shadow bank."""
         self._check_sram("weight buffer", sram_addr, self.config.rows,
                          self.config.weight_buffer_rows)
+        if self.preload_pending:
+            raise ProgramError(f"instruction {len(self.instructions)} is a PRELOAD while the "
+                               f"previous one's tile waits for a switching COMPUTE: the execute "
+                               f"unit would wait forever (deadlock)")
         self._execute(Opcode.PRELOAD, wait_load, wait_store, signal_load, signal_store,
                       sram_addr=sram_addr)
+        self.preload_pending = True
 
     def compute(self, sram_addr, acc_addr, rows, *, accumulate, switch, wait_load=False,
                 wait_store=False, signal_load=False, signal_store=False):
@@ -132,6 +138,7 @@ class Program:
         self._check_rows(rows)
         self._check_sram("input buffer", sram_addr, rows, self.config.input_buffer_rows)
         self._check_sram("accumulator", acc_addr, rows, self.config.accumulator_rows)
+        self.preload_pending &= not switch
         self._execute(Opcode.COMPUTE, wait_load, wait_store, signal_load, signal_store,
                       sram_addr=sram_addr, sram_addr2=acc_addr, rows=rows,
                       flags={"accumulate": bool(accumulate), "switch": bool(switch)})
@@ -188,6 +195,7 @@ class Program:
                                f"band {band_y}..{band_y + band_height - 1} in the buffer")
         x = kw - pad_left
         row_addr = band_addr + (first_y - band_y) * geometry.row_rows
+        self.preload_pending &= not switch
         dram_addr, dram_stride = pack_window_fields(
             window_tap_layout, y=first_y, x=x,
             column=(x * geometry.channel_blocks + channel_block) & _ADDRESS_MASK)

@@ -25,6 +25,7 @@ from systolic.flow import toolchain
 
 from .base import (RunResult, SimulatorToolError, check_inputs, design_digest, fill_readback,
                    harness_info, harness_key, make_top, timeout_error, top_info, trace_format)
+from ..harness_top import RegisteredReset
 
 __all__ = ["CompiledBackend", "CompiledModel", "cache_root", "harness_source", "find_tool", "log"]
 
@@ -229,7 +230,7 @@ class CompiledBackend:
         else:
             top = make_top(harness)
             info = top_info(top)
-            identity = source = self.design_source(top)
+            identity = source = self.design_source(RegisteredReset(top))
         digest = self.cache_key(identity, traced)
         folder = cache_root() / f"{self.name}-{digest[:24]}"
         binary = folder / BINARY_NAME
@@ -238,7 +239,7 @@ class CompiledBackend:
             return CompiledModel(self.name, info, binary, cache_hit=True,
                                  build_seconds=meta["build_seconds"], traced=traced)
         if source is None:
-            source = self.design_source(make_top(harness))
+            source = self.design_source(RegisteredReset(make_top(harness)))
         seconds = self._build_into(folder, source, traced)
         return CompiledModel(self.name, info, binary, cache_hit=False, build_seconds=seconds,
                              traced=traced)

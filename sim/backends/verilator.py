@@ -10,6 +10,7 @@ import importlib.metadata
 import importlib.util
 import os
 import pathlib
+import re
 import shutil
 import tempfile
 
@@ -71,7 +72,9 @@ class VerilatorBackend(CompiledBackend):
         # No zero memory initialisers: a 2 Mi-word main memory would take minutes to
         # convert and compile; with --x-initial fast Verilator zeroes memories itself.
         with skip_zero_memory_init():
-            return verilog.convert(top, name="top", emit_src=False)
+            text = verilog.convert(top, name="top", emit_src=False)
+        # The main memory stays a named array the harness writes and reads directly.
+        return _MAIN_MEMORY.sub(r"\1 /*verilator public_flat_rw*/;", text, count=1)
 
     def build(self, folder, source, traced):
         (folder / "top.v").write_text(source)
@@ -82,6 +85,7 @@ class VerilatorBackend(CompiledBackend):
                 "-CFLAGS", f"-DSIMH_TRACE={trace_level} -I{folder}",
                 "-Mdir", "obj", "-o", "../sim", "top.v", self.main_file]
         run_tool(argv, folder, "verilating the model", env=env)
+        (folder / "simh_memory.h").write_text(_memory_header(folder / "obj"))
         runtime = cache_root() / f"verilator-runtime-{self._runtime_key()}"
         _copy_runtime(runtime, folder / "obj")
         try:
@@ -98,6 +102,18 @@ class VerilatorBackend(CompiledBackend):
 
     def _runtime_key(self):
         return hashlib.sha256(repr(self.versions()).encode()).hexdigest()[:24]
+
+
+_MAIN_MEMORY = re.compile(r"^(\s*reg \[\d+:0\] main_memory \[\d+:0\]);", re.MULTILINE)
+_MEMORY_MEMBER = re.compile(r"VlUnpacked<.*?,\s*\d+>\s+(\w*\bmain_memory|\w*__DOT__main_memory);")
+
+
+def _memory_header(obj):
+    """``simh_memory.h``: the root member holding the main memory, if the model has one
+    (a top without a ``main_memory`` array is loaded through its host port)."""
+    root = (obj / "Vtop___024root.h").read_text()
+    match = _MEMORY_MEMBER.search(root)
+    return f"#define SIMH_MEMORY {match.group(1)}\n" if match else "// no main memory array\n"
 
 
 # Verilator's own runtime (verilated.cpp and friends) takes most of the C++ compile

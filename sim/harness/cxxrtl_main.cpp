@@ -67,6 +67,9 @@ class Model {
   void host_rdata(uint32_t *c) { get(top_.p_host__rdata, c); }
   void counter_sel(uint32_t v) { put64(top_.p_counter__sel, v); }
   uint64_t counter_value() { return get64(top_.p_counter__value); }
+  static constexpr bool direct_memory = false;  // main memory through the host port
+  void poke(uint32_t, const uint32_t *) {}
+  void peek(uint32_t, uint32_t *) {}
   bool done() { return get64(top_.p_done); }
   bool error() { return get64(top_.p_error); }
   unsigned error_code() { return unsigned(get64(top_.p_error__code)); }

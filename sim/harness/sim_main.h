@@ -5,9 +5,11 @@
 //       --max-cycles C [--readback FIRST:COUNT,...] [--skip-zero] [--progress]
 //       [--trace FILE --trace-start A --trace-end B]
 // and reads one JSON object from stdout. The steps mirror sim/backends/pysim.py:
-// load commands and memory through the ports, reset, pulse start (cycle 0), clock
+// load commands and memory through the ports, reset (registered: one more edge), pulse
+// start (cycle 0), clock
 // until done or C more cycles, read counters, read memory back through the host port.
-// A model adapter provides tick(), settle(), the port setters/getters and tracing.
+// A model adapter provides tick(), settle(), the port setters/getters and tracing, and
+// direct_memory with poke() / peek() when it can reach the main memory array itself.
 #pragma once
 
 #include <algorithm>
@@ -118,6 +120,10 @@ void load_memory(Model &m, const Options &o, const std::vector<uint8_t> &image) 
     // A zero word need not be written when the memory resets to zero.
     if (o.skip_zero && std::all_of(word, word + width, [](uint8_t b) { return b == 0; })) continue;
     bytes_to_chunks(word, width, chunks.data(), n_chunks);
+    if constexpr (Model::direct_memory) {
+      m.poke(uint32_t(i), chunks.data());
+      continue;
+    }
     m.host_addr(uint32_t(i));
     m.host_wdata(chunks.data());
     m.tick();
@@ -131,6 +137,7 @@ template <class Model> uint64_t execute(Model &m, const Options &o, uint32_t n_c
   m.rst(true);
   m.tick();
   m.rst(false);
+  m.tick();  // the top sees the registered reset at this edge (sim.harness_top.RegisteredReset)
   m.cmd_count(n_commands);
   m.start(true);
   m.restart_time();  // waveform time 10 * cycle, counted from the start edge
@@ -173,9 +180,13 @@ template <class Model> void read_memory(Model &m, const Options &o, FILE *out) {
   std::vector<uint8_t> bytes(width);
   for (auto &range : o.readback) {
     for (uint64_t i = range.first; i < range.first + range.second; ++i) {
-      m.host_addr(uint32_t(i));
-      m.tick();
-      m.host_rdata(chunks.data());
+      if constexpr (Model::direct_memory) {
+        m.peek(uint32_t(i), chunks.data());
+      } else {
+        m.host_addr(uint32_t(i));
+        m.tick();
+        m.host_rdata(chunks.data());
+      }
       chunks_to_bytes(chunks.data(), bytes.data(), width);
       std::fwrite(bytes.data(), 1, width, out);
     }

@@ -2,7 +2,11 @@
 // Built by sim/backends/verilator.py together with the Verilated model Vtop;
 // SIMH_TRACE (1 = VCD, 2 = FST) is defined when the model was built with tracing.
 #include "Vtop.h"
+#include "Vtop___024root.h"
 #include "verilated.h"
+// SIMH_MEMORY: the root member that holds the main memory, when the build found it
+// (sim/backends/verilator.py); the host port is then bypassed for loads and read-back.
+#include "simh_memory.h"
 #if SIMH_TRACE == 1
 #include "verilated_vcd_c.h"
 using TraceFile = VerilatedVcdC;
@@ -65,6 +69,17 @@ class Model {
   void host_rdata(uint32_t *c) { get(top_->host_rdata, c); }
   void counter_sel(uint32_t v) { top_->counter_sel = v; }
   uint64_t counter_value() { return top_->counter_value; }
+#ifdef SIMH_MEMORY
+  // Main memory through the model's own array: one write per word instead of one clock
+  // cycle of the whole model per word (what a write through the host port costs).
+  static constexpr bool direct_memory = true;
+  void poke(uint32_t addr, const uint32_t *c) { put(top_->rootp->SIMH_MEMORY[addr], c); }
+  void peek(uint32_t addr, uint32_t *c) { get(top_->rootp->SIMH_MEMORY[addr], c); }
+#else
+  static constexpr bool direct_memory = false;
+  void poke(uint32_t, const uint32_t *) {}
+  void peek(uint32_t, uint32_t *) {}
+#endif
   bool done() { return top_->done; }
   bool error() { return top_->error; }
   unsigned error_code() { return top_->error_code; }

@@ -32,8 +32,8 @@ COMMANDS = {
     "conv2d": ("conv2d", "run one conv2d layer from .npy files on the accelerator", True),
     "linear": ("linear", "run one fully-connected layer from .npy files on the accelerator",
                True),
-    "resnet": ("resnet", "run ResNet-18/50 (or selected layers) layer by layer and report",
-               True),
+    "resnet": ("resnet", "run ResNet-18/50 (or selected layers) as one accelerator program "
+                         "and report", True),
     "run": ("run", "run a quantized ONNX model on an input .npy and write its output .npy", True),
 }
 

@@ -1,9 +1,13 @@
-"""``systolic resnet``: run ResNet-18/50 (or a SCALE-Sim topology, or an ONNX model) layer by layer.
+"""``systolic resnet``: run ResNet-18/50 (or a SCALE-Sim topology, or an ONNX model) on the accelerator.
 
-Convolutions and fc run on the chosen backend, pooling and residual adds on the host;
-every device layer is checked against the integer reference unless ``--no-check``. The
-report folder receives ``layers.csv``, ``roofline.png``, ``utilization.png``,
-``summary.json`` and a ``cache/`` of finished layers that ``--resume`` reuses.
+By default the selected layers run as one program (:mod:`sw_driver.network_program`):
+convolutions and fc with the residual adds and pools on their store paths, activations
+kept in device memory, per-layer figures from counter snapshots. ``--layer-by-layer``
+runs one program per layer instead (pools and adds the store path cannot take on the
+host), with a ``cache/`` of finished layers that ``--resume`` reuses; the reference backend
+always runs that way. Every device layer is checked against the integer reference unless
+``--no-check``. The report folder receives ``layers.csv``, ``roofline.png``,
+``utilization.png`` and ``summary.json`` (with the program's memory plan).
 
 ``--precision B`` is a shorthand for ``--weight-bits B --act-bits B``.
 """
@@ -18,6 +22,8 @@ from ..execution import check_accumulator_range, check_requant
 from ..models.onnx_import import load_onnx
 from ..models.resnet import RESNET_LAYOUTS, build_resnet
 from ..network import run_network
+from ..network_program import CompileError
+from ..network_run import run_network_program
 from ..report import write_report
 from ..scalesim import graph_from_topology, read_topology, topology_from_graph, write_topology
 from . import CliError
@@ -64,12 +70,15 @@ def add_arguments(parser):
                         help="report folder (default systolic-report)")
     output.add_argument("--no-check", action="store_true",
                         help="do not compare device layers with the integer reference")
+    output.add_argument("--layer-by-layer", action="store_true",
+                        help="one program per layer, with a host round trip in between, "
+                             "instead of one program for the whole selection")
     output.add_argument("--resume", action="store_true",
-                        help="reuse finished layers cached in the report folder")
+                        help="reuse finished layers cached in the report folder "
+                             "(with --layer-by-layer)")
     output.add_argument("--no-fuse", action="store_true",
-                        help="run residual adds and pools on the host, layer by layer, "
-                             "instead of on the store path of the conv before them "
-                             "(where = device, lowering = fused)")
+                        help="run residual adds and pools on the host instead of on the "
+                             "store path of the conv before them (with --layer-by-layer)")
     output.add_argument("--export-topology", metavar="FILE.csv",
                         help="also write the selected layers as a SCALE-Sim topology")
     output.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -187,6 +196,29 @@ def _export_topology(graph, names, path, batch):
     print(f"wrote {len(layers)} layers to {path}")
 
 
+def _one_program(args, layers):
+    """Whether the run is one program; refuses options that need layer-by-layer runs."""
+    if args.layer_by_layer or layers is not None or args.backend == "reference":
+        return False
+    for option, given in (("--resume", args.resume), ("--no-fuse", args.no_fuse)):
+        if given:
+            raise CliError(f"{option} needs --layer-by-layer (a one-program run has no "
+                           f"layers to resume and no host layers)")
+    return True
+
+
+def _program_line(program, batch):
+    cycles = program["cycles"]
+    per_image = f", {cycles / batch:,.0f} per image, every image's latency {cycles:,}" \
+        if batch > 1 else ""
+    return (f"one program: {program['instructions']:,} instructions "
+            f"({program['instruction_bytes'] / 2**20:.2f} MiB, {program['fetches']} fetches), "
+            f"{program['memory_words'] * program['bus_bytes'] / 2**20:.1f} MiB of memory "
+            f"(activations {program['activation_words'] * program['bus_bytes'] / 2**20:.2f} "
+            f"MiB), {cycles:,} cycles{per_image}; simulated in "
+            f"{program['simulation_seconds']:.1f} s")
+
+
 def run(args, *, layers=None):
     """Run ``systolic resnet``.
 
@@ -213,19 +245,34 @@ def run(args, *, layers=None):
     _check_layers(graph, names, args.batch, device)
     if args.export_topology:
         _export_topology(graph, names, args.export_topology, args.batch)
-    result = run_network(graph, device, select=args.selection, batch=args.batch,
-                         seed=args.seed, check=not args.no_check, cache_dir=report / "cache",
-                         resume=args.resume, progress=not args.no_progress, layers=layers,
-                         fuse=not args.no_fuse)
-    rows, cols = device.rows, device.cols
+    one_program = _one_program(args, layers)
     summary = {"network": graph.name, "selection": args.selection, "backend": args.backend,
                "batch": args.batch, "weight_bits": graph.weight_bits,
                "act_bits": graph.act_bits}
+    if one_program:
+        try:
+            result, program = run_network_program(graph, device, select=args.selection,
+                                                   batch=args.batch, seed=args.seed,
+                                                   check=not args.no_check)
+        except CompileError as error:
+            raise CliError(f"{error} (--layer-by-layer runs it one layer at a time)") from None
+        summary.update(device_programs=1, program=program)
+    else:
+        result = run_network(graph, device, select=args.selection, batch=args.batch,
+                             seed=args.seed, check=not args.no_check,
+                             cache_dir=report / "cache", resume=args.resume,
+                             progress=not args.no_progress, layers=layers,
+                             fuse=not args.no_fuse)
+        summary["device_programs"] = sum(record.where == "device" and record.lowering != "fused"
+                                         for record in result.records)
+    rows, cols = device.rows, device.cols
     table = write_report(report, result.records, rows=rows, cols=cols,
                          bus_bytes=device.bus_bytes, summary=summary)
     print(f"{graph.name}: {len(names)} layers on a {rows}x{cols} array, backend "
           f"{args.backend}, batch {result.batch}")
     print(table)
+    if one_program:
+        print(_program_line(summary["program"], result.batch))
     print(f"report written to {report}")
     if result.failed:
         print(f"check FAILED for {', '.join(result.failed)}")

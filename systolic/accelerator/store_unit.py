@@ -450,8 +450,10 @@ class StoreUnit(wiring.Component):
         request = self.memory.request
         addr = row_base + beat
         # A row is done when its last word is taken (not merely when the memory is ready: a
-        # word beyond memory is never offered); after an error no new row is taken.
-        finishing = request.valid & request.ready & (beat == last_beat)
+        # word beyond memory is never offered); after an error no new row is taken. Only
+        # the serializer's own words count: a SNAPSHOT drives the same channel.
+        taken = holding & request.valid & request.ready
+        finishing = taken & (beat == last_beat)
         m.d.comb += [
             request.payload.addr.eq(addr),
             request.payload.data.eq(held.word_select(beat, word_bits)),
@@ -460,7 +462,7 @@ class StoreUnit(wiring.Component):
         ]
         with m.If(holding & (addr >= config.memory_words)):
             m.d.sync += [self.error.eq(1), self.error_code.eq(ErrorCode.DRAM_RANGE)]
-        with m.If(request.valid & request.ready):
+        with m.If(taken):
             m.d.sync += beat.eq(beat + 1)
         stride = Mux(pooled, config.row_words("output"), insn.dram_stride)
         with m.If(finishing):

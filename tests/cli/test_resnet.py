@@ -162,3 +162,32 @@ def test_fused_residual_adds_are_reported_on_the_device(tmp_path):
     assert [(row["layer"], row["where"], row["lowering"], row["check"]) for row in adds] == [
         ("conv3_1.add", "device", "fused", "pass"), ("conv3_2.add", "device", "fused", "pass")]
     assert len(fake.calls) == 5
+
+
+def test_a_topology_runs_as_one_program_on_the_rtl(tmp_path, capsys):
+    topology = tmp_path / "net.csv"
+    topology.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, "
+                        "Channels, Num Filter, Strides,\nA, 6, 6, 3, 3, 2, 4, 1,\n"
+                        "B, 5, 5, 1, 1, 4, 4, 2,\n")
+    report = tmp_path / "report"
+    assert main(["resnet", "--topology", str(topology), "--backend", "pysim", "--array", "4x4",
+                 "--bus-bytes", "4", "--report", str(report), "--no-progress"]) == 0
+    rows = layers_csv(report)
+    assert [(row["layer"], row["where"], row["check"]) for row in rows] == [
+        ("A", "device", "pass"), ("B", "device", "pass")]
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["device_programs"] == 1
+    # Layer cycles are differences of counter snapshots: they add up to at most the run.
+    assert 0 < sum(int(row["cycles"]) for row in rows) <= summary["program"]["cycles"]
+    assert "one program: " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("option", ["--resume", "--no-fuse"])
+def test_layer_by_layer_options_are_refused_for_one_program(tmp_path, capsys, option):
+    topology = tmp_path / "net.csv"
+    topology.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, "
+                        "Channels, Num Filter, Strides,\nA, 6, 6, 3, 3, 2, 4, 1,\n")
+    assert main(["resnet", "--topology", str(topology), "--backend", "pysim",
+                 "--report", str(tmp_path / "r"), option]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{option} needs --layer-by-layer" in error

@@ -11,8 +11,10 @@ Kinds of cases (:func:`make_case`): ``gemm`` (random small GEMMs from
 average pools fused behind a random convolution or GEMM, through the builders'
 ``pool=pooled_map(...)``), ``loads`` (random LOAD ranges with the builder, then DONE:
 memory unchanged), ``random`` (a valid program with random 128-bit words spliced in),
-``flips`` (bit flips of a valid program) and ``fields`` (one field of one instruction set
-to 0, its maximum or a random value). Some ``flips`` and ``fields`` cases start from a
+``flips`` (bit flips of a valid program), ``fields`` (one field of one instruction set
+to 0, its maximum or a random value) and ``paged`` (a random GEMM with SNAPSHOTs between
+its instructions, longer than the command memory: paged by ``sw_driver.paging``, so that
+the accelerator FETCHes most of it from main memory). Some ``flips`` and ``fields`` cases start from a
 pooled program (and ``fields`` then often hits its POOL word), so that BAD_POOL and the
 pooled STOREs' writes are reached by malformed programs too.
 
@@ -38,11 +40,13 @@ from sw_driver.conv import build_window_conv
 from sw_driver.conv_plan import ConvShape
 from sw_driver.gemm import build_gemm
 from sw_driver.lowering import conv2d_reference
+from sw_driver.paging import page_program
 from sw_driver.pooling import PoolSpec, pooled_map
 from sw_driver.program import Program, ProgramError
 from sw_driver.quant import Requant
 from systolic.accelerator.config import AcceleratorConfig
-from systolic.accelerator.isa import FIELDS, Buffer, ErrorCode, Opcode, decode, decode_flags
+from systolic.accelerator.isa import (FIELDS, Buffer, ErrorCode, Opcode, decode, decode_flags,
+                                      encode)
 
 __all__ = ["FUZZ_CONFIG", "MAX_CYCLES", "Case", "make_case", "check_case", "writable_mask",
            "fuzz", "CORPUS", "save_case", "load_case"]
@@ -53,7 +57,7 @@ FUZZ_CONFIG = AcceleratorConfig(
     accumulator_rows=64, param_rows=8, memory_words=1 << 13, command_depth=1024,
     memory_read_latency=3, watchdog_cycles=256)
 MAX_CYCLES = 300_000
-KINDS = ("gemm", "conv", "pool", "loads", "random", "flips", "fields")
+KINDS = ("gemm", "conv", "pool", "loads", "random", "flips", "fields", "paged")
 CORPUS = pathlib.Path(__file__).resolve().parent.parent / "fuzz_corpus"
 DOCUMENTED_CODES = {int(code) for code in ErrorCode}
 
@@ -78,7 +82,7 @@ class Case:
         return self.kind in VALID_KINDS
 
 
-VALID_KINDS = ("gemm", "conv", "pool", "loads")
+VALID_KINDS = ("gemm", "conv", "pool", "loads", "paged")
 
 
 def _random_gemm(rng, config):
@@ -175,12 +179,38 @@ class _Job:
     image: np.ndarray
 
 
+@dataclasses.dataclass
+class _Words:
+    """A finished instruction list in the place of a :class:`Program`."""
+    paged: tuple
+
+    def words(self):
+        return list(self.paged)
+
+
+def _random_paged(rng, config):
+    """A random GEMM with SNAPSHOTs spliced between its instructions (all to one scratch
+    row) until it is longer than the command memory, then paged: FETCH brings the rest."""
+    job, check = _random_gemm(rng, config)
+    words = list(job.program.words())
+    # After the GEMM's image and its output (which may lie beyond the image's bytes).
+    scratch = max([-(-job.image.size // config.bus_bytes)]
+                  + [first + count for first, count in job.readback])
+    snapshot = encode(Opcode.SNAPSHOT, dram_addr=scratch)
+    target = config.command_depth + int(rng.integers(1, 3 * config.command_depth // 2))
+    while len(words) < target:
+        words.insert(int(rng.integers(0, len(words))), snapshot)
+    program_addr = scratch + config.row_words("snapshot")
+    paged = page_program(config, words, program_addr)
+    return _Job(_Words(paged.words), paged.place(job.image, config.bus_bytes)), check
+
+
 def make_case(seed, config=FUZZ_CONFIG):
     """The case of ``seed``: its kind is ``KINDS[seed % len(KINDS)]``."""
     rng = np.random.default_rng(seed)
     kind = KINDS[seed % len(KINDS)]
-    make = {"conv": _random_conv, "pool": _random_pool,
-            "loads": _random_loads}.get(kind, _random_gemm)
+    make = {"conv": _random_conv, "pool": _random_pool, "loads": _random_loads,
+            "paged": _random_paged}.get(kind, _random_gemm)
     # Malformed cases from pooled programs too (a third of the flips and fields cases).
     pooled_base = kind in ("flips", "fields") and (seed // len(KINDS)) % 3 == 0
     if pooled_base:
@@ -210,7 +240,9 @@ def make_case(seed, config=FUZZ_CONFIG):
             words[index] = _set_field(rng, words[index])
     image = np.zeros(config.memory_words * config.bus_bytes, np.uint8)
     image[:job.image.size] = job.image
-    return Case(kind, seed, words[:config.command_depth], image,
+    if kind != "paged":
+        words = words[:config.command_depth]
+    return Case(kind, seed, words, image,
                 check=check if kind in VALID_KINDS else None)
 
 
@@ -223,7 +255,7 @@ def _set_field(rng, word):
 
 
 def writable_mask(words, config):
-    """Words of main memory that the STOREs of ``words`` may write (``True``).
+    """Words of main memory that the STOREs (and SNAPSHOTs) of ``words`` may write (``True``).
 
     A STORE without ``pool`` writes its ``rows`` at ``dram_addr + i * dram_stride``. Pooled
     rows go one after another (``row_words("output")`` apart) from the write pointer: the
@@ -258,6 +290,9 @@ def writable_mask(words, config):
 
     for word in words:
         fields = decode(word)
+        if fields["opcode"] == Opcode.SNAPSHOT:
+            mark([fields["dram_addr"]], config.row_words("snapshot"))
+            continue
         if fields["opcode"] == Opcode.POOL:
             base, pixels = flush(), 0
             base = fields["dram_addr"]

@@ -68,3 +68,14 @@ def test_too_many_instructions():
         program.config_output(zero_point=0, qmin=0, qmax=0)
     with pytest.raises(ProgramError, match="do not fit the command memory of 1024"):
         program.words()
+
+
+def test_a_second_preload_before_a_switching_compute_is_refused():
+    # The shadow bank holds one tile: the execute unit would wait for the switch forever.
+    program = Program(SMALL)
+    program.preload(0)
+    program.compute(0, 0, 1, accumulate=False, switch=False)
+    with pytest.raises(ProgramError, match="PRELOAD while the previous one's tile waits"):
+        program.preload(0)
+    program.compute(0, 0, 1, accumulate=False, switch=True)
+    program.preload(0)
