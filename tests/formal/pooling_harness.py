@@ -64,7 +64,7 @@ def _lex_before(a, b):
     return (a[0] < b[0]) | ((a[0] == b[0]) & _lex_before(a[1:], b[1:]))
 
 
-class _MapRecord:
+class _MapTracker:
     """The harness's view of the maps: input and output positions, the pixels of the last
     two maps, and the cells of the window (or map) of the output due next.
 
@@ -72,7 +72,7 @@ class _MapRecord:
     output must come after the inputs it covers, and belongs to the map after the
     previous output's."""
 
-    def __init__(self, m, unit, cfg, record=True, is_global=0):
+    def __init__(self, m, unit, cfg, keep_pixels=True, is_global=0):
         self.m, self.unit, self.cfg = m, unit, cfg
         self.is_global = is_global
         self.lanes, self.bits = unit.lanes, unit.data_bits
@@ -99,8 +99,8 @@ class _MapRecord:
         self.right = Signal(signed(8))
         m.d.comb += [self.bottom.eq(Mux(is_global, cfg.height - 1, self.oy * s - p + k - 1)),
                      self.right.eq(Mux(is_global, cfg.width - 1, self.ox * s - p + k - 1))]
-        self.record = record
-        if record:
+        self.keep_pixels = keep_pixels
+        if keep_pixels:
             self.pixels = Array(Signal(pixel, name=f"pixel{index}")
                                 for index in range(2 * self.cells_per_map))
 
@@ -111,7 +111,7 @@ class _MapRecord:
     def track_input(self, stream):
         m, cfg = self.m, self.cfg
         fire = stream.valid & stream.ready
-        if self.record:
+        if self.keep_pixels:
             # Two records: the producer waits while two maps are owed.
             with m.If(self.ahead >= 2):
                 m.d.comb += Assume(~stream.valid)
@@ -172,7 +172,7 @@ class _MapRecord:
         # Same map: the next input position is past the window's last real pixel.
         inputs_in = (self.ahead > 0) | (self.ahead == 0) & _lex_before(
             (last_y, last_x, self.og), (self.iy, self.ix, self.ig))
-        if self.record:
+        if self.keep_pixels:
             m.d.comb += Assert((self.ahead >= -1) & (self.ahead <= 2),
                                "outputs of a map before its inputs")
         with m.If(fire):
@@ -242,16 +242,16 @@ class LineBufferHarness(Elaboratable):
         assume_producer(m, unit.i, "i")
         drive_consumer(m, unit.o, self.live)
         check_stream_holds(m, unit.o, "o")
-        record = _MapRecord(m, unit, cfg, record=not self.live)
-        record.track_input(unit.i)
+        tracker = _MapTracker(m, unit, cfg, keep_pixels=not self.live)
+        tracker.track_input(unit.i)
         out = unit.o.payload
         if self.live:
             m.d.comb += Assume(unit.i.valid)
-            check_sweep_timing(m, record, unit.o, unit.latency)
-            record.track_output(unit.o)
+            check_sweep_timing(m, tracker, unit.o, unit.latency)
+            tracker.track_output(unit.o)
             return m
-        cells = record.window_cells()
-        fire = record.track_output(unit.o)
+        cells = tracker.window_cells()
+        fire = tracker.track_output(unit.o)
         bits = unit.lanes * unit.data_bits
         with m.If(fire):
             for index, (real, value) in enumerate(cells):
@@ -259,27 +259,27 @@ class LineBufferHarness(Elaboratable):
                 m.d.comb += [Assert(out.pad[r][c] == ~real, "wrong padding flag"),
                              Assert(out.data[r][c].as_value() == Mux(real, value, 0)[:bits],
                                     "a window cell is not its pixel")]
-            m.d.comb += Assert(out.last == record.map_last, "last is not on the map's final window")
-        check_busy(m, unit, record)
+            m.d.comb += Assert(out.last == tracker.map_last, "last is not on the map's final window")
+        check_busy(m, unit, tracker)
         return m
 
 
-def check_busy(m, unit, record):
+def check_busy(m, unit, tracker):
     """``busy`` while a map is part way in or some of its outputs are owed."""
-    midway = (record.iy != 0) | (record.ix != 0) | (record.ig != 0)
-    with m.If(midway | (record.ahead > 0)):
+    midway = (tracker.iy != 0) | (tracker.ix != 0) | (tracker.ig != 0)
+    with m.If(midway | (tracker.ahead > 0)):
         m.d.comb += Assert(unit.busy, "not busy with a map under way")
 
 
-def check_sweep_timing(m, record, output, latency):
+def check_sweep_timing(m, tracker, output, latency):
     """Window modes with nothing stalled: the sweep covers one position per cycle, so window
     ``(oy, ox, g)`` of a map is due ``latency`` cycles after position
     ``(bottom * sweep_width + right) * groups + g`` of the map's sweep, which is
     ``max(height, Y + 1)`` rows of ``max(width, X + 1)`` positions (``Y``, ``X``: the
     last window's bottom and right edges)."""
-    cfg = record.cfg
-    last_y = (record.out_h - 1) * cfg.stride - cfg.pad + cfg.k - 1
-    last_x = (record.out_w - 1) * cfg.stride - cfg.pad + cfg.k - 1
+    cfg = tracker.cfg
+    last_y = (tracker.out_h - 1) * cfg.stride - cfg.pad + cfg.k - 1
+    last_x = (tracker.out_w - 1) * cfg.stride - cfg.pad + cfg.k - 1
     rows = Mux(last_y + 1 > cfg.height, last_y + 1, cfg.height)
     width = Mux(last_x + 1 > cfg.width, last_x + 1, cfg.width)
     sweep = Signal(8)
@@ -287,13 +287,13 @@ def check_sweep_timing(m, record, output, latency):
     now, start = Signal(8), Signal(8)       # cycle, first cycle of the output's map
     m.d.sync += now.eq(now + 1)
     due = Signal(8)
-    m.d.comb += due.eq(start + (record.bottom * width + record.right) * cfg.groups
-                       + record.og + latency)
+    m.d.comb += due.eq(start + (tracker.bottom * width + tracker.right) * cfg.groups
+                       + tracker.og + latency)
     with m.If(output.valid & output.ready):
         m.d.comb += Assert(now == due, "an output is not on time")
     m.d.comb += Assert(now <= due, "an output is late")
-    with m.If(output.valid & output.ready & (record.og == cfg.groups - 1)
-              & (record.ox == record.out_w - 1) & (record.oy == record.out_h - 1)):
+    with m.If(output.valid & output.ready & (tracker.og == cfg.groups - 1)
+              & (tracker.ox == tracker.out_w - 1) & (tracker.oy == tracker.out_h - 1)):
         m.d.sync += start.eq(start + sweep)
 
 
@@ -329,17 +329,17 @@ class PoolingHarness(Elaboratable):
         drive_consumer(m, unit.o, self.live)
         check_stream_holds(m, unit.o, "o")
         is_global = cfg.mode == PoolMode.GLOBAL_AVG
-        record = _MapRecord(m, unit, cfg, record=not self.live, is_global=is_global)
-        in_fire = record.track_input(unit.i)
+        tracker = _MapTracker(m, unit, cfg, keep_pixels=not self.live, is_global=is_global)
+        in_fire = tracker.track_input(unit.i)
         if self.live:
             m.d.comb += Assume(unit.i.valid)
-            self._check_live(m, unit, record, in_fire, is_global)
-            record.track_output(unit.o)
+            self._check_live(m, unit, tracker, in_fire, is_global)
+            tracker.track_output(unit.o)
             return m
         bits = unit.data_bits
-        windows = record.window_cells() if set(self.modes) & set(WINDOW_MODES) else None
-        whole = record.map_cells() if PoolMode.GLOBAL_AVG in self.modes else None
-        fire = record.track_output(unit.o)
+        windows = tracker.window_cells() if set(self.modes) & set(WINDOW_MODES) else None
+        whole = tracker.map_cells() if PoolMode.GLOBAL_AVG in self.modes else None
+        fire = tracker.track_output(unit.o)
         for lane in range(unit.lanes):
             got = unit.o.payload[lane]
             if PoolMode.MAX in self.modes:
@@ -351,17 +351,17 @@ class PoolingHarness(Elaboratable):
             if whole is not None:
                 with m.If(fire & is_global):
                     _check_average(m, got, whole, lane, bits, "map")
-        check_busy(m, unit, record)
+        check_busy(m, unit, tracker)
         return m
 
-    def _check_live(self, m, unit, record, in_fire, is_global):
+    def _check_live(self, m, unit, tracker, in_fire, is_global):
         if set(self.modes) & set(WINDOW_MODES):
             with m.If(~is_global):
-                check_sweep_timing(m, record, unit.o, unit.window_latency)
+                check_sweep_timing(m, tracker, unit.o, unit.window_latency)
         if PoolMode.GLOBAL_AVG in self.modes:
-            cfg, wait = record.cfg, unit.div_cycles + 1
+            cfg, wait = tracker.cfg, unit.div_cycles + 1
             countdown = Signal(range(wait + 2))
-            map_end = (record.iy == cfg.height - 1) & (record.ix == cfg.width - 1)
+            map_end = (tracker.iy == cfg.height - 1) & (tracker.ix == cfg.width - 1)
             with m.If(countdown != 0):
                 m.d.sync += countdown.eq(countdown - 1)
             with m.If(in_fire & map_end):
